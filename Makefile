@@ -1,0 +1,61 @@
+# Palisade build. Generated code (protobuf, bpf2go) is committed: `make build`
+# and `make test` need only Go; `make generate` needs clang/llvm/libbpf-dev
+# for the BPF part.
+
+GO        ?= go
+BIN       := bin
+TOOLBIN   := $(CURDIR)/.bin
+BUF_VERSION           := v1.75.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/palisade-sec/palisade/internal/version.Version=$(VERSION)
+TEST_TIMEOUT ?= 20m
+
+.PHONY: all build generate generate-proto generate-bpf check-generated test test-short demo bench lint clean tools
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/palisade-agent ./controller/cmd/palisade-controller ./controller/cmd/palisadectl
+
+$(TOOLBIN)/buf:
+	GOBIN=$(TOOLBIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+$(TOOLBIN)/protoc-gen-go:
+	GOBIN=$(TOOLBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+tools: $(TOOLBIN)/buf $(TOOLBIN)/protoc-gen-go
+
+generate: generate-proto generate-bpf
+
+generate-proto: tools
+	cd proto && PATH=$(TOOLBIN):$$PATH buf lint && PATH=$(TOOLBIN):$$PATH buf generate
+
+generate-bpf:
+	@if [ -f bpf/gen.go ]; then $(GO) generate ./bpf/...; fi
+
+# Regenerates everything and fails if the committed generated code differs.
+check-generated: generate
+	@git diff --exit-code -- proto bpf || (echo "generated code is out of date: run make generate and commit" >&2; exit 1)
+
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+demo: build
+	./scripts/demo.sh
+
+bench: build
+	@mkdir -p bench/results
+	./scripts/bench.sh
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1)
+
+clean:
+	rm -rf $(BIN) $(TOOLBIN)
