@@ -133,14 +133,16 @@ func decodeOne(data []byte, ps *problems) (root *yaml.Node, err error) {
 			ps.addf("", 0, "document is empty")
 			return nil, nil
 		}
-		ps.addf("", yamlErrLine(err), "invalid YAML: %v", err)
+		line, msg := yamlErr(err)
+		ps.addf("", line, "invalid YAML: %s", msg)
 		return nil, err
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		ps.addf("", yamlErrLine(err), "invalid YAML: %v", err)
+		line, msg := yamlErr(err)
+		ps.addf("", line, "invalid YAML: %s", msg)
 		return nil, err
 	default:
 		ps.addf("", extra.Line, "more than one YAML document; a policy file holds exactly one")
@@ -153,21 +155,20 @@ func decodeOne(data []byte, ps *problems) (root *yaml.Node, err error) {
 	return nil, nil
 }
 
-// yamlErrLine extracts N from the "yaml: line N: ..." form of yaml.v3's
-// syntax errors, or returns 0.
-func yamlErrLine(err error) int {
-	msg := err.Error()
-	i := strings.Index(msg, "line ")
-	if i < 0 {
-		return 0
+// yamlErr splits yaml.v3's "yaml: line N: msg" syntax errors into N and
+// msg; other errors come back whole with line 0.
+func yamlErr(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, msg
 	}
-	rest := msg[i+len("line "):]
-	j := 0
-	for j < len(rest) && '0' <= rest[j] && rest[j] <= '9' {
-		j++
+	num, text, ok := strings.Cut(rest, ": ")
+	n, aerr := strconv.Atoi(num)
+	if !ok || aerr != nil {
+		return 0, msg
 	}
-	n, _ := strconv.Atoi(rest[:j])
-	return n
+	return n, text
 }
 
 // walker checks a node tree against the document schema while building a
