@@ -82,8 +82,10 @@ type ClusterInfo struct {
 	SigningSeed      []byte                 `protobuf:"bytes,2,opt,name=signing_seed,json=signingSeed,proto3" json:"signing_seed,omitempty"`
 	SigningPublicKey []byte                 `protobuf:"bytes,3,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
 	CreatedAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// nkey seed of the controllers' own NATS identity, shared by every node.
+	ControllerNkeySeed []byte `protobuf:"bytes,5,opt,name=controller_nkey_seed,json=controllerNkeySeed,proto3" json:"controller_nkey_seed,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ClusterInfo) Reset() {
@@ -140,6 +142,13 @@ func (x *ClusterInfo) GetSigningPublicKey() []byte {
 func (x *ClusterInfo) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ClusterInfo) GetControllerNkeySeed() []byte {
+	if x != nil {
+		return x.ControllerNkeySeed
 	}
 	return nil
 }
@@ -1122,14 +1131,15 @@ var File_palisade_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x15palisade/v1/fsm.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x01\n" +
+	"\x15palisade/v1/fsm.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x01\n" +
 	"\vClusterInfo\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12!\n" +
 	"\fsigning_seed\x18\x02 \x01(\fR\vsigningSeed\x12,\n" +
 	"\x12signing_public_key\x18\x03 \x01(\fR\x10signingPublicKey\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x9c\x02\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x120\n" +
+	"\x14controller_nkey_seed\x18\x05 \x01(\fR\x12controllerNkeySeed\"\x9c\x02\n" +
 	"\bAPIToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +

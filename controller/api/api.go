@@ -1,0 +1,265 @@
+// Package api serves the controller's admin API (/api/v1, JSON, bearer
+// tokens with roles), the agents' enrolment endpoint, /healthz and
+// /metrics.
+//
+// Conventions every handler follows: request bodies are limited in size
+// and decoded strictly (unknown fields are errors); errors are JSON
+// {"error": "...", "problems": [...]} with a fitting status; each request
+// has an id (X-Request-Id, generated when absent) that the audit log
+// records; mutations go through Raft, and their audit entry is written by
+// the same Raft command.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/palisade-sec/palisade/controller/fsm"
+	"github.com/palisade-sec/palisade/controller/liveness"
+	"github.com/palisade-sec/palisade/controller/store"
+	"github.com/palisade-sec/palisade/internal/secret"
+	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// Deps are what the API needs from the rest of the controller.
+type Deps struct {
+	Store    *store.Store
+	Liveness *liveness.Tracker
+	// NATSURLs lists the client URLs agents are told to connect to.
+	NATSURLs func() []string
+	Logger   *slog.Logger
+	Gatherer prometheus.Gatherer
+	Now      func() time.Time
+}
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	d   Deps
+	mux *http.ServeMux
+}
+
+// New builds the handler.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Gatherer == nil {
+		d.Gatherer = prometheus.DefaultGatherer
+	}
+	s := &Server{d: d, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Gatherer, promhttp.HandlerOpts{}))
+
+	s.mux.HandleFunc("GET /api/v1/enroll/info", s.enrollInfo)
+	s.mux.HandleFunc("POST /api/v1/enroll", s.enroll)
+
+	s.mux.Handle("GET /api/v1/hosts", s.auth(palisadev1.Role_ROLE_VIEWER, s.listHosts))
+	s.mux.Handle("GET /api/v1/hosts/{id}", s.auth(palisadev1.Role_ROLE_VIEWER, s.getHost))
+	s.mux.Handle("POST /api/v1/enroll-tokens", s.auth(palisadev1.Role_ROLE_ADMIN, s.createEnrollToken))
+	s.mux.Handle("GET /api/v1/enroll-tokens", s.auth(palisadev1.Role_ROLE_ADMIN, s.listEnrollTokens))
+	s.mux.Handle("GET /api/v1/audit", s.auth(palisadev1.Role_ROLE_ADMIN, s.listAudit))
+
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := r.Header.Get("X-Request-Id")
+	if !validRequestID.MatchString(rid) {
+		rid = secret.ID("req-")
+	}
+	w.Header().Set("X-Request-Id", rid)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, rid))
+	s.mux.ServeHTTP(w, r)
+}
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+type (
+	requestIDKey struct{}
+	principalKey struct{}
+)
+
+// principal is the authenticated caller.
+type principal struct {
+	TokenID string
+	Name    string
+	Role    palisadev1.Role
+}
+
+func (p principal) actor() string { return "token:" + p.Name }
+
+func requestID(ctx context.Context) string {
+	v, _ := ctx.Value(requestIDKey{}).(string)
+	return v
+}
+
+func caller(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+// auth admits requests that carry a valid, unexpired, unrevoked bearer
+// token whose role is at least min.
+func (s *Server) auth(min palisadev1.Role, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || raw == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="palisade"`)
+			writeError(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		var (
+			tok   *palisadev1.APIToken
+			found bool
+		)
+		s.d.Store.FSM().Read(func(st *fsm.State) { tok, found = st.APITokenByHash(secret.Hash(strings.TrimSpace(raw))) })
+		switch {
+		case !found:
+			writeError(w, http.StatusUnauthorized, "invalid token")
+			return
+		case tok.GetRevoked():
+			writeError(w, http.StatusUnauthorized, "token revoked")
+			return
+		case tok.GetExpiresAt() != nil && !s.d.Now().Before(tok.GetExpiresAt().AsTime()):
+			writeError(w, http.StatusUnauthorized, "token expired")
+			return
+		case tok.GetRole() < min:
+			writeError(w, http.StatusForbidden, fmt.Sprintf("role %s may not do this (needs %s)", roleName(tok.GetRole()), roleName(min)))
+			return
+		}
+		p := principal{TokenID: tok.GetId(), Name: tok.GetName(), Role: tok.GetRole()}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// RoleName is the API's name for a role.
+func roleName(r palisadev1.Role) string {
+	switch r {
+	case palisadev1.Role_ROLE_VIEWER:
+		return "viewer"
+	case palisadev1.Role_ROLE_RESPONDER:
+		return "responder"
+	case palisadev1.Role_ROLE_ADMIN:
+		return "admin"
+	}
+	return "none"
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	addr, id := s.d.Store.Leader()
+	status := http.StatusOK
+	body := map[string]any{"status": "ok", "node": s.d.Store.NodeID(), "leader": id, "leader_addr": addr}
+	if addr == "" {
+		status = http.StatusServiceUnavailable
+		body["status"] = "no leader"
+	}
+	writeJSON(w, status, body)
+}
+
+// propose stamps and applies a command through Raft on behalf of the
+// request's caller.
+func (s *Server) propose(r *http.Request, actor string, cmd *palisadev1.FSMCommand) (uint64, error) {
+	cmd.Time = timestamppb.New(s.d.Now())
+	cmd.RequestId = requestID(r.Context())
+	cmd.Actor = actor
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	return s.d.Store.Apply(ctx, cmd)
+}
+
+// writeApplyError maps a Raft/FSM error to a response.
+func (s *Server) writeApplyError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotLeader):
+		_, leader := s.d.Store.Leader()
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("this node is not the leader (leader: %q); retry", leader))
+	case errors.Is(err, fsm.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, fsm.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	default:
+		s.d.Logger.Error("apply failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "could not commit the change: "+err.Error())
+	}
+}
+
+type errorBody struct {
+	Error    string   `json:"error"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string, problems ...string) {
+	writeJSON(w, status, errorBody{Error: msg, Problems: problems})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decodeBody decodes a JSON body strictly into v. An empty body leaves v
+// untouched when allowEmpty. On error it writes the response and returns
+// false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) && allowEmpty {
+		return true
+	}
+	if err == nil {
+		if dec.More() {
+			err = errors.New("trailing data after the JSON object")
+		} else if _, e2 := dec.Token(); !errors.Is(e2, io.EOF) {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBodyBytes))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func timeOrNil(ts *timestamppb.Timestamp) *time.Time {
+	if ts == nil {
+		return nil
+	}
+	t := ts.AsTime().UTC()
+	return &t
+}

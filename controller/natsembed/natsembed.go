@@ -1,0 +1,152 @@
+// Package natsembed runs the NATS server (with JetStream) that a controller
+// node embeds by default, and keeps its user list in step with the enrolled
+// hosts: every agent is an nkey user allowed to publish only under its own
+// host id and to read only its own commands; the controllers share one
+// identity with full rights.
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/palisade-sec/palisade/internal/subjects"
+)
+
+// Config configures the embedded server.
+type Config struct {
+	// Listen is host:port for clients (port 0 or -1: random).
+	Listen     string
+	StoreDir   string // JetStream storage
+	ServerName string
+	// ControllerNKey is the public nkey of the controllers' identity.
+	ControllerNKey string
+	Logger         *slog.Logger
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	ns   *server.Server
+	opts *server.Options
+	// agents currently configured, by nkey, to skip no-op reloads.
+	agents map[string]string
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	if cfg.ControllerNKey == "" {
+		// Without any user, nats-server would run with no authentication.
+		return nil, errors.New("natsembed: controller nkey is required")
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	opts := &server.Options{
+		ServerName: cfg.ServerName,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoLog:      true,
+		NoSigs:     true,
+		MaxPayload: 1 << 20,
+	}
+	s := &Server{log: cfg.Logger, agents: map[string]string{}}
+	opts.Nkeys = s.users(cfg.ControllerNKey, nil)
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("create nats server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("nats server not ready within 10s")
+	}
+	s.ns, s.opts = ns, opts
+	return s, nil
+}
+
+// ClientURL is the URL clients connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Shutdown stops the server and waits for it.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// SetAgents replaces the agent users: hostID by public nkey. Connected
+// clients whose user disappeared are disconnected by the reload.
+func (s *Server) SetAgents(agents map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mapsEqual(agents, s.agents) {
+		return nil
+	}
+	opts := s.opts.Clone()
+	ctrl := s.opts.Nkeys[0].Nkey
+	opts.Nkeys = s.users(ctrl, agents)
+	if err := s.ns.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("reload nats users: %w", err)
+	}
+	s.opts = opts
+	s.agents = make(map[string]string, len(agents))
+	for k, v := range agents {
+		s.agents[k] = v
+	}
+	return nil
+}
+
+// users builds the nkey user list; the controller is always first.
+func (s *Server) users(controller string, agents map[string]string) []*server.NkeyUser {
+	out := []*server.NkeyUser{{Nkey: controller}}
+	for nkey, hostID := range agents {
+		out = append(out, &server.NkeyUser{Nkey: nkey, Permissions: AgentPermissions(hostID)})
+	}
+	return out
+}
+
+// AgentPermissions is what one agent may do: publish under its own host
+// id, read its own commands and replies to its own inbox.
+func AgentPermissions(hostID string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			subjects.HostPrefix(hostID) + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			subjects.Commands(hostID) + ".>",
+			subjects.Inbox(hostID) + ".>",
+		}},
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}

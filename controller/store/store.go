@@ -1,0 +1,274 @@
+// Package store owns the controller's Raft node: the log and stable store
+// (raft-boltdb/v2), file snapshots, the TCP transport, and the FSM. It
+// proposes FSM commands and waits for them to be applied.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/palisade-sec/palisade/controller/fsm"
+	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
+)
+
+// ErrNotLeader is returned by Apply on a node that is not the leader.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// Config configures a Store.
+type Config struct {
+	NodeID   string
+	DataDir  string
+	RaftAddr string // host:port to bind; also advertised
+	// Bootstrap makes this node the first voter of a new cluster. It is a
+	// no-op when the data dir already holds Raft state.
+	Bootstrap bool
+	Logger    *slog.Logger
+	// Tuning; zero values take hashicorp/raft's defaults.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	// RaftLogOutput receives hashicorp/raft's own log lines (default: discarded
+	// below WARN to stderr).
+	RaftLogOutput io.Writer
+}
+
+// Store is one controller node's Raft participant.
+type Store struct {
+	cfg       Config
+	log       *slog.Logger
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	bolt      *raftboltdb.BoltStore
+}
+
+// Open starts the Raft node. The caller must Close it.
+func Open(cfg Config) (*Store, error) {
+	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
+		return nil, errors.New("store: node id, data dir and raft address are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger, fsm: fsm.New(cfg.Logger)}
+
+	out := cfg.RaftLogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: out})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hl
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log store: %w", err)
+	}
+	s.bolt = bolt
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hl)
+	if err != nil {
+		s.bolt.Close()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		s.bolt.Close()
+		return nil, fmt.Errorf("resolve raft address %q: %w", cfg.RaftAddr, err)
+	}
+	tr, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 4, 10*time.Second, hl)
+	if err != nil {
+		s.bolt.Close()
+		return nil, fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
+	}
+	s.transport = tr
+
+	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		s.closeTransport()
+		return nil, fmt.Errorf("check raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, tr)
+	if err != nil {
+		s.closeTransport()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	s.raft = r
+	if cfg.Bootstrap && !hasState {
+		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: tr.LocalAddr(), Suffrage: raft.Voter,
+		}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			_ = s.Close()
+			return nil, fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) closeTransport() {
+	if s.transport != nil {
+		_ = s.transport.Close()
+	}
+	_ = s.bolt.Close()
+}
+
+// Close shuts the Raft node down and releases its stores.
+func (s *Store) Close() error {
+	var errs []error
+	if s.raft != nil {
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+	}
+	if s.transport != nil {
+		if err := s.transport.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close transport: %w", err))
+		}
+	}
+	if err := s.bolt.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close log store: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// FSM returns the state machine for reads.
+func (s *Store) FSM() *fsm.FSM { return s.fsm }
+
+// NodeID is this node's Raft id.
+func (s *Store) NodeID() string { return s.cfg.NodeID }
+
+// Addr is this node's Raft address.
+func (s *Store) Addr() string { return string(s.transport.LocalAddr()) }
+
+// IsLeader reports whether this node leads.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's address and id, empty when unknown.
+func (s *Store) Leader() (addr, id string) {
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// LeaderCh reports leadership changes of this node.
+func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
+
+// WaitForLeader blocks until some node is leader or ctx ends.
+func (s *Store) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if a, _ := s.raft.LeaderWithID(); a != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// WaitForApplied blocks until the FSM has applied index or ctx ends.
+func (s *Store) WaitForApplied(ctx context.Context, index uint64) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.raft.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d: %w", index, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Apply proposes cmd and waits until it is committed and applied on this
+// node (the leader). It returns the log index, or the state error the FSM
+// handler returned.
+func (s *Store) Apply(ctx context.Context, cmd *palisadev1.FSMCommand) (uint64, error) {
+	if s.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("encode command: %w", err)
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+		if timeout <= 0 {
+			return 0, fmt.Errorf("apply: %w", context.DeadlineExceeded)
+		}
+	}
+	f := s.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("apply: %w: %w", ErrNotLeader, err)
+		}
+		return 0, fmt.Errorf("apply: %w", err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return f.Index(), nil
+	}
+	return res.Index, res.Err
+}
+
+// Snapshot forces a snapshot (tests and operators).
+func (s *Store) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
+
+// Stats exposes hashicorp/raft's stats map.
+func (s *Store) Stats() map[string]string { return s.raft.Stats() }
+
+// Barrier waits until every entry committed before it is applied to the
+// FSM. Only the leader can issue it.
+func (s *Store) Barrier(ctx context.Context) error {
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
+	return nil
+}
