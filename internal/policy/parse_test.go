@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -434,5 +435,18 @@ func TestParse_SourceAndDigest(t *testing.T) {
 	}
 	if p.Metadata == nil || p.Files[1].Mode != palisadev1.Mode_MODE_AUDIT || p.Exec.Mode != palisadev1.Mode_MODE_UNSPECIFIED {
 		t.Errorf("policy = %+v", p)
+	}
+}
+
+// The operator reference shows the example; keep the two in step.
+func TestExample_MatchesDocs(t *testing.T) {
+	docs, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatalf("read docs: %v", err)
+	}
+	ex := string(Example())
+	body := ex[strings.Index(ex, "apiVersion:"):]
+	if !strings.Contains(string(docs), "```yaml\n"+body+"```") {
+		t.Error("docs/policy.md does not show internal/policy/example.yaml (from apiVersion on)")
 	}
 }
