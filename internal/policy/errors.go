@@ -38,13 +38,13 @@ func (p Problem) String() string {
 // nothing of an invalid document or bundle may be applied.
 type ValidationError struct {
 	// Source names the document (Parse's source argument) or "bundle".
-	Source string
+	Source string `json:"source"`
 	// Problems in document order; never empty. Collection stops after
 	// MaxProblems, and the last problem then says so.
-	Problems []Problem
+	Problems []Problem `json:"problems"`
 	// Err is the underlying cause when there is one (a YAML syntax error),
 	// else nil.
-	Err error
+	Err error `json:"-"`
 }
 
 // Error lists all problems, one per line after a summary line.

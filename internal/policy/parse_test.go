@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -448,5 +449,22 @@ func TestExample_MatchesDocs(t *testing.T) {
 	body := ex[strings.Index(ex, "apiVersion:"):]
 	if !strings.Contains(string(docs), "```yaml\n"+body+"```") {
 		t.Error("docs/policy.md does not show internal/policy/example.yaml (from apiVersion on)")
+	}
+}
+
+// The API returns problems as JSON; the cause stays out of it.
+func TestValidationError_JSON(t *testing.T) {
+	_, err := Parse([]byte(doc("  network: {deny: [foo]}\n")), "api")
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	got, jerr := json.Marshal(ve)
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	want := `{"source":"api","problems":[{"path":"spec.network.deny[0]","line":6,"message":"\"foo\" is not a CIDR"}]}`
+	if string(got) != want {
+		t.Errorf("JSON = %s\nwant %s", got, want)
 	}
 }
