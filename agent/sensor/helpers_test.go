@@ -115,9 +115,16 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	e := newEnvNoSensor(t)
+	e.open()
+	return e
+}
+
+// newEnvNoSensor prepares the cgroup and pin dir without opening a sensor.
+func newEnvNoSensor(t *testing.T) *env {
+	t.Helper()
 	bpftest.RequireBPF(t)
 	e := &env{t: t, cg: bpftest.NewCgroup(t), pinDir: bpftest.PinDir(t)}
-	e.open()
 	t.Cleanup(func() {
 		if err := sensor.Cleanup(e.pinDir); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -274,3 +281,5 @@ func execOf(pathSuffix string) func(*palisadev1.Event) bool {
 		return ev.GetExec() != nil && strings.HasSuffix(ev.GetProcess().GetExePath(), pathSuffix)
 	}
 }
+
+func timeout() <-chan time.Time { return time.After(waitTimeout) }
