@@ -1,7 +1,9 @@
 package sensor
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -371,41 +373,71 @@ func (s *Sensor) generation() (uint64, error) {
 // install writes k into fresh inner maps for the inactive slot — for the
 // outer maps in `replace`; every other policy map gets the active slot's
 // inner map — and then flips the active slot.
+//
+// Every update of a map-in-map waits for an RCU grace period in the
+// kernel, so install skips slots that already hold the wanted content
+// (tracked in s.slots; unknown after a restart, when everything is
+// rewritten).
 func (s *Sensor) install(k kernelPolicy, replace []string) error {
 	active, err := s.activeSlot()
 	if err != nil {
 		return err
 	}
 	next := active ^ 1
-	fresh := map[string]*ebpf.Map{}
+	if s.slots[0] == nil {
+		s.slots = [2]map[string]string{{}, {}}
+	}
+	want := map[string]string{}
+	var maps []*ebpf.Map
 	defer func() {
-		for _, m := range fresh {
+		for _, m := range maps {
 			m.Close()
 		}
 	}()
+	put := map[string]*ebpf.Map{}
 	for _, name := range policyMaps {
-		outer := s.coll.Maps[name]
 		if !slices.Contains(replace, name) {
-			var cur *ebpf.Map
-			err := outer.Lookup(active, &cur)
+			cur, known := s.slots[active][name]
+			if known && s.slots[next][name] == cur {
+				want[name] = cur
+				continue
+			}
+			var m *ebpf.Map
+			err := s.coll.Maps[name].Lookup(active, &m)
 			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				cur, err = s.newInner(name, nil)
+				m, err = s.newInner(name, nil)
+				cur, known = contentHash(nil), true
 			}
 			if err != nil {
 				return fmt.Errorf("carry over %s: %w", name, err)
 			}
-			fresh[name] = cur
+			maps = append(maps, m)
+			put[name] = m
+			if known {
+				want[name] = cur
+			}
+			continue
+		}
+		h := contentHash(k[name])
+		want[name] = h
+		if s.slots[next][name] == h {
 			continue
 		}
 		m, err := s.newInner(name, k[name])
 		if err != nil {
 			return err
 		}
-		fresh[name] = m
+		maps = append(maps, m)
+		put[name] = m
 	}
 	// All inner maps are complete: install them in the inactive slot...
 	for _, name := range policyMaps {
-		if err := s.coll.Maps[name].Put(next, fresh[name]); err != nil {
+		m, ok := put[name]
+		if !ok {
+			continue
+		}
+		delete(s.slots[next], name)
+		if err := s.coll.Maps[name].Put(next, m); err != nil {
 			return fmt.Errorf("install %s: %w", name, err)
 		}
 	}
@@ -413,7 +445,21 @@ func (s *Sensor) install(k kernelPolicy, replace []string) error {
 	if err := s.coll.Maps["state"].Put(uint32(0), next); err != nil {
 		return fmt.Errorf("flip active slot: %w", err)
 	}
+	s.slots[next] = want
 	return nil
+}
+
+func contentHash(content map[string][]byte) string {
+	keys := make([]string, 0, len(content))
+	for k := range content {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%x=%x;", k, content[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (s *Sensor) newInner(name string, content map[string][]byte) (*ebpf.Map, error) {

@@ -20,10 +20,10 @@ import (
 // the test cgroup and a server in the test process.
 type flow struct {
 	t      *testing.T
-	in     io.WriteCloser    // helper stdin: lines to send
-	out    chan string       // helper stdout lines
-	server net.Conn          // server side
-	recv   chan string       // lines the server received
+	in     io.WriteCloser // helper stdin: lines to send
+	out    chan string    // helper stdout lines
+	server net.Conn       // server side
+	recv   chan string    // lines the server received
 }
 
 func newFlow(t *testing.T, e *env, addr string) *flow {

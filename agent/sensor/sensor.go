@@ -92,6 +92,9 @@ type Sensor struct {
 
 	applyMu sync.Mutex
 	policy  atomic.Pointer[Resolved]
+	// slots[i] maps each outer map to a hash of the content its slot i
+	// holds, when known (guarded by applyMu).
+	slots [2]map[string]string
 
 	watch *watcher
 }
