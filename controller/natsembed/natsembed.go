@@ -109,11 +109,45 @@ func (s *Server) SetAgents(agents map[string]string) error {
 		return fmt.Errorf("reload nats users: %w", err)
 	}
 	s.opts = opts
+	// A reload does not drop clients of removed nkey users; do it here.
+	var removed []string
+	for nkey := range s.agents {
+		if _, ok := agents[nkey]; !ok {
+			removed = append(removed, nkey)
+		}
+	}
+	if err := s.disconnect(removed); err != nil {
+		return err
+	}
 	s.agents = make(map[string]string, len(agents))
 	for k, v := range agents {
 		s.agents[k] = v
 	}
 	return nil
+}
+
+// disconnect closes every client connection authenticated as one of nkeys.
+func (s *Server) disconnect(nkeys []string) error {
+	if len(nkeys) == 0 {
+		return nil
+	}
+	gone := make(map[string]bool, len(nkeys))
+	for _, k := range nkeys {
+		gone[k] = true
+	}
+	cz, err := s.ns.Connz(&server.ConnzOptions{Username: true, Limit: 1 << 30})
+	if err != nil {
+		return fmt.Errorf("list nats connections: %w", err)
+	}
+	var errs []error
+	for _, c := range cz.Conns {
+		if gone[c.AuthorizedUser] {
+			if err := s.ns.DisconnectClientByID(c.Cid); err != nil {
+				errs = append(errs, fmt.Errorf("disconnect client %d: %w", c.Cid, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // users builds the nkey user list; the controller is always first.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -41,8 +42,8 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
-	// RaftLogOutput receives hashicorp/raft's own log lines (default: discarded
-	// below WARN to stderr).
+	// RaftLogOutput receives hashicorp/raft's own log lines, WARN and above
+	// (default: Logger).
 	RaftLogOutput io.Writer
 }
 
@@ -72,7 +73,7 @@ func Open(cfg Config) (*Store, error) {
 
 	out := cfg.RaftLogOutput
 	if out == nil {
-		out = os.Stderr
+		out = slogWriter{cfg.Logger.With("component", "raft")}
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: out})
 
@@ -110,7 +111,11 @@ func Open(cfg Config) (*Store, error) {
 		s.bolt.Close()
 		return nil, fmt.Errorf("resolve raft address %q: %w", cfg.RaftAddr, err)
 	}
-	tr, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 4, 10*time.Second, hl)
+	var advertise net.Addr = addr
+	if addr.Port == 0 {
+		advertise = nil // a random port: advertise what the listener got
+	}
+	tr, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hl)
 	if err != nil {
 		s.bolt.Close()
 		return nil, fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
@@ -259,6 +264,15 @@ func (s *Store) Snapshot() error {
 
 // Stats exposes hashicorp/raft's stats map.
 func (s *Store) Stats() map[string]string { return s.raft.Stats() }
+
+// slogWriter forwards hashicorp/raft's own log lines (WARN and above) to
+// slog, so every line the controller writes is structured.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // Barrier waits until every entry committed before it is applied to the
 // FSM. Only the leader can issue it.
