@@ -30,7 +30,14 @@ type Config struct {
 	ControllerURL     string
 	EnrollToken       string
 	HeartbeatInterval time.Duration
-	Logger            *slog.Logger
+	// CgroupPath is the enforcement scope (cgroup v2 directory). Empty:
+	// no kernel sensors (the agent only reports).
+	CgroupPath string
+	// PinDir holds the pinned BPF objects (default: derived from the scope).
+	PinDir string
+	// PolicyFile is a local policy enforced without a controller.
+	PolicyFile string
+	Logger     *slog.Logger
 }
 
 // Agent is a running agent.

@@ -55,6 +55,9 @@ func run(args []string) error {
 	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "one-time enrolment token (first start only)")
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/palisade-agent", "where the agent keeps its identity and state")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", heartbeat.DefaultInterval, "how often to report to the controller")
+	fs.StringVar(&cfg.CgroupPath, "cgroup", "", "cgroup v2 directory that scopes enforcement (production: the cgroup v2 root)")
+	fs.StringVar(&cfg.PinDir, "pin-dir", "", "where BPF objects are pinned (default /sys/fs/bpf/palisade/<scope>)")
+	fs.StringVar(&cfg.PolicyFile, "policy", "", "policy file to enforce locally, with or without a controller")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
