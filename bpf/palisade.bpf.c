@@ -31,6 +31,14 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+/* Keep the record types in the object's BTF, so the Go side can check its
+ * decoder against them (agent/sensor TestRecordLayoutMatchesBTF). */
+const struct event_hdr *unused_hdr __attribute__((unused));
+const struct exec_event *unused_exec __attribute__((unused));
+const struct exit_event *unused_exit __attribute__((unused));
+const struct file_event *unused_file __attribute__((unused));
+const struct connect_event *unused_connect __attribute__((unused));
+
 /* ---- infrastructure maps ------------------------------------------------ */
 
 struct {

@@ -30,35 +30,40 @@ type PalisadePalMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	PalisadeMapEvents       = "events"
-	PalisadeMapMeta         = "meta"
-	PalisadeMapO_deny4      = "o_deny4"
-	PalisadeMapO_deny6      = "o_deny6"
-	PalisadeMapO_denyExe    = "o_deny_exe"
-	PalisadeMapO_meta4      = "o_meta4"
-	PalisadeMapO_meta6      = "o_meta6"
-	PalisadeMapO_metaCli    = "o_meta_cli"
-	PalisadeMapO_prot       = "o_prot"
-	PalisadeMapO_qallow4    = "o_qallow4"
-	PalisadeMapO_qallow6    = "o_qallow6"
-	PalisadeMapO_readers    = "o_readers"
-	PalisadeMapO_settings   = "o_settings"
-	PalisadeMapPidExe       = "pid_exe"
-	PalisadeMapScope        = "scope"
-	PalisadeMapState        = "state"
-	PalisadeMapStats        = "stats"
-	PalisadeProgConnect4    = "connect4"
-	PalisadeProgConnect6    = "connect6"
-	PalisadeProgExitCreat   = "exit_creat"
-	PalisadeProgExitOpen    = "exit_open"
-	PalisadeProgExitOpenat  = "exit_openat"
-	PalisadeProgExitOpenat2 = "exit_openat2"
-	PalisadeProgHandleExec  = "handle_exec"
-	PalisadeProgHandleExit  = "handle_exit"
-	PalisadeProgSendmsg4    = "sendmsg4"
-	PalisadeProgSendmsg6    = "sendmsg6"
-	PalisadeProgSkbEgress   = "skb_egress"
-	PalisadeProgSkbIngress  = "skb_ingress"
+	PalisadeMapEvents        = "events"
+	PalisadeMapMeta          = "meta"
+	PalisadeMapO_deny4       = "o_deny4"
+	PalisadeMapO_deny6       = "o_deny6"
+	PalisadeMapO_denyExe     = "o_deny_exe"
+	PalisadeMapO_meta4       = "o_meta4"
+	PalisadeMapO_meta6       = "o_meta6"
+	PalisadeMapO_metaCli     = "o_meta_cli"
+	PalisadeMapO_prot        = "o_prot"
+	PalisadeMapO_qallow4     = "o_qallow4"
+	PalisadeMapO_qallow6     = "o_qallow6"
+	PalisadeMapO_readers     = "o_readers"
+	PalisadeMapO_settings    = "o_settings"
+	PalisadeMapPidExe        = "pid_exe"
+	PalisadeMapScope         = "scope"
+	PalisadeMapState         = "state"
+	PalisadeMapStats         = "stats"
+	PalisadeProgConnect4     = "connect4"
+	PalisadeProgConnect6     = "connect6"
+	PalisadeProgExitCreat    = "exit_creat"
+	PalisadeProgExitOpen     = "exit_open"
+	PalisadeProgExitOpenat   = "exit_openat"
+	PalisadeProgExitOpenat2  = "exit_openat2"
+	PalisadeProgHandleExec   = "handle_exec"
+	PalisadeProgHandleExit   = "handle_exit"
+	PalisadeProgSendmsg4     = "sendmsg4"
+	PalisadeProgSendmsg6     = "sendmsg6"
+	PalisadeProgSkbEgress    = "skb_egress"
+	PalisadeProgSkbIngress   = "skb_ingress"
+	PalisadeVarUnusedConnect = "unused_connect"
+	PalisadeVarUnusedExec    = "unused_exec"
+	PalisadeVarUnusedExit    = "unused_exit"
+	PalisadeVarUnusedFile    = "unused_file"
+	PalisadeVarUnusedHdr     = "unused_hdr"
 )
 
 // LoadPalisade returns the embedded CollectionSpec for Palisade.
@@ -144,6 +149,11 @@ type PalisadeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PalisadeVariableSpecs struct {
+	UnusedConnect *ebpf.VariableSpec `ebpf:"unused_connect"`
+	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
+	UnusedExit    *ebpf.VariableSpec `ebpf:"unused_exit"`
+	UnusedFile    *ebpf.VariableSpec `ebpf:"unused_file"`
+	UnusedHdr     *ebpf.VariableSpec `ebpf:"unused_hdr"`
 }
 
 // PalisadeObjects contains all objects after they have been loaded into the kernel.
@@ -211,6 +221,11 @@ func (m *PalisadeMaps) Close() error {
 //
 // It can be passed to LoadPalisadeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PalisadeVariables struct {
+	UnusedConnect *ebpf.Variable `ebpf:"unused_connect"`
+	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
+	UnusedExit    *ebpf.Variable `ebpf:"unused_exit"`
+	UnusedFile    *ebpf.Variable `ebpf:"unused_file"`
+	UnusedHdr     *ebpf.Variable `ebpf:"unused_hdr"`
 }
 
 // PalisadePrograms contains all programs after they have been loaded into the kernel.
