@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/liveness"
 	"github.com/palisade-sec/palisade/controller/store"
@@ -44,6 +45,8 @@ type Deps struct {
 	NATSURLs func() []string
 	Logger   *slog.Logger
 	Gatherer prometheus.Gatherer
+	// Events holds each host's recent events.
+	Events *eventstore.Store
 	Now      func() time.Time
 }
 
@@ -64,6 +67,9 @@ func New(d Deps) *Server {
 	if d.Gatherer == nil {
 		d.Gatherer = prometheus.DefaultGatherer
 	}
+	if d.Events == nil {
+		d.Events = eventstore.New(0)
+	}
 	s := &Server{d: d, mux: http.NewServeMux()}
 	s.routes()
 	return s
@@ -78,6 +84,7 @@ func (s *Server) routes() {
 
 	s.mux.Handle("GET /api/v1/hosts", s.auth(palisadev1.Role_ROLE_VIEWER, s.listHosts))
 	s.mux.Handle("GET /api/v1/hosts/{id}", s.auth(palisadev1.Role_ROLE_VIEWER, s.getHost))
+	s.mux.Handle("GET /api/v1/hosts/{id}/events", s.auth(palisadev1.Role_ROLE_VIEWER, s.listHostEvents))
 	s.mux.Handle("POST /api/v1/enroll-tokens", s.auth(palisadev1.Role_ROLE_ADMIN, s.createEnrollToken))
 	s.mux.Handle("GET /api/v1/enroll-tokens", s.auth(palisadev1.Role_ROLE_ADMIN, s.listEnrollTokens))
 	s.mux.Handle("GET /api/v1/audit", s.auth(palisadev1.Role_ROLE_ADMIN, s.listAudit))

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/palisade-sec/palisade/controller/api"
+	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/liveness"
 	"github.com/palisade-sec/palisade/controller/natsembed"
@@ -63,6 +64,7 @@ type Controller struct {
 	nats     *natsembed.Server
 	nc       *nats.Conn
 	tracker  *liveness.Tracker
+	events   *eventstore.Store
 	http     *http.Server
 	listener net.Listener
 
@@ -84,7 +86,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &Controller{cfg: cfg, log: cfg.Logger, cancel: cancel, tracker: liveness.NewTracker(nil)}
+	c := &Controller{cfg: cfg, log: cfg.Logger, cancel: cancel, tracker: liveness.NewTracker(nil),
+		events: eventstore.New(0)}
 	if err := c.start(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -172,19 +175,20 @@ func (c *Controller) start(ctx context.Context) error {
 	}
 	c.nc = nc
 	c.goRun(func() {
-		known := func(id string) bool {
-			var ok bool
-			st.FSM().Read(func(s *fsm.State) { _, ok = s.Host(id) })
-			return ok
-		}
-		if err := c.tracker.Subscribe(ctx, nc, known, c.log); err != nil {
+		if err := c.tracker.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
 			c.log.Error("heartbeat subscription ended", "err", err)
+		}
+	})
+	c.goRun(func() {
+		if err := c.events.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
+			c.log.Error("event subscription ended", "err", err)
 		}
 	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(c.tracker.Collectors()...)
+	reg.MustRegister(c.events.Collectors()...)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "palisade_controller_is_leader", Help: "1 when this node is the Raft leader.",
 	}, func() float64 {
@@ -195,7 +199,7 @@ func (c *Controller) start(ctx context.Context) error {
 	}))
 
 	handler := api.New(api.Deps{
-		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg,
+		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg, Events: c.events,
 		NATSURLs: c.natsURLs,
 	})
 	ln, err := net.Listen("tcp", c.cfg.APIAddr)
@@ -220,6 +224,13 @@ func (c *Controller) goRun(fn func()) {
 		defer c.wg.Done()
 		fn()
 	}()
+}
+
+// knownHost reports whether id is an enrolled host.
+func (c *Controller) knownHost(id string) bool {
+	var ok bool
+	c.store.FSM().Read(func(s *fsm.State) { _, ok = s.Host(id) })
+	return ok
 }
 
 // natsURLs is what agents are told to connect to.

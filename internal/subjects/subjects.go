@@ -52,3 +52,9 @@ func ValidHostID(id string) bool {
 	}
 	return true
 }
+
+// AllEvents matches every host's event batches.
+const AllEvents = Root + ".host.*.events"
+
+// Events is where a host publishes its event batches (EventBatch).
+func Events(hostID string) string { return HostPrefix(hostID) + ".events" }
