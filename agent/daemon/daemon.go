@@ -1,6 +1,12 @@
 // Package daemon wires one agent together: identity (enrolment), the NATS
-// connection under the agent's own nkey, and the heartbeat. main only
-// parses flags and calls Start; the service wrapper does the same.
+// connection under the agent's own nkey, the kernel sensors and their
+// policy, event forwarding, the heartbeat and the agent's /metrics. main
+// only parses flags and calls Start; the service wrapper does the same.
+//
+// Modes: with a controller (or an identity in the state dir) the agent
+// reports and is managed over NATS; with neither it runs standalone,
+// enforcing --policy (or the last good policy kept in the state dir) with
+// no network dependency at all.
 package daemon
 
 import (
@@ -8,17 +14,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/palisade-sec/palisade/agent/enroll"
 	"github.com/palisade-sec/palisade/agent/heartbeat"
 	"github.com/palisade-sec/palisade/agent/hostinfo"
 	"github.com/palisade-sec/palisade/agent/identity"
+	"github.com/palisade-sec/palisade/agent/sensor"
+	"github.com/palisade-sec/palisade/agent/telemetry"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	"github.com/palisade-sec/palisade/internal/version"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
@@ -37,24 +50,30 @@ type Config struct {
 	PinDir string
 	// PolicyFile is a local policy enforced without a controller.
 	PolicyFile string
-	Logger     *slog.Logger
+	// MetricsAddr serves the agent's /metrics (empty: off).
+	MetricsAddr string
+	Logger      *slog.Logger
 }
 
 // Agent is a running agent.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
-	id  *identity.Identity
-	nc  *nats.Conn
+	cfg     Config
+	log     *slog.Logger
+	id      *identity.Identity // nil when standalone
+	nc      *nats.Conn         // nil when standalone
+	sensor  *sensor.Sensor     // nil without --cgroup
+	fwd     *telemetry.Forwarder
+	policy  *policyState
+	metrics *http.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
 }
 
-// Start enrols if needed, connects to NATS and starts the heartbeat. It
-// returns once the agent runs; NATS being unreachable is not an error (the
-// client keeps retrying).
+// Start brings the agent up and returns once it runs. NATS being
+// unreachable is not an error (the client keeps retrying); an invalid
+// policy file is, and leaves the policy already in the kernel in force.
 func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -65,37 +84,134 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = heartbeat.DefaultInterval
 	}
-	info := hostinfo.Read()
-	id, err := enroll.Ensure(ctx, enroll.Config{
-		StateDir: cfg.StateDir, ControllerURL: cfg.ControllerURL, Token: cfg.EnrollToken,
-		Host: info, AgentVersion: version.Version, Logger: cfg.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	log := cfg.Logger.With("host", id.HostID)
-	nc, err := connect(id, log)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	a := &Agent{cfg: cfg, log: log, id: id, nc: nc, cancel: cancel}
-	hb := &heartbeat.Publisher{
-		Conn: nc, HostID: id.HostID, Interval: cfg.HeartbeatInterval, Logger: log,
-		Static: &palisadev1.Heartbeat{
-			Hostname: info.Hostname, Os: info.OS, Arch: info.Arch, Kernel: info.Kernel,
-			AgentVersion: version.Version,
-		},
+	a := &Agent{cfg: cfg, log: cfg.Logger, cancel: cancel, policy: &policyState{dir: cfg.StateDir}}
+	if err := a.start(ctx); err != nil {
+		a.Close()
+		return nil, err
 	}
+	return a, nil
+}
+
+func (a *Agent) start(ctx context.Context) error {
+	info := hostinfo.Read()
+	if a.cfg.ControllerURL != "" || identityExists(a.cfg.StateDir) {
+		id, err := enroll.Ensure(ctx, enroll.Config{
+			StateDir: a.cfg.StateDir, ControllerURL: a.cfg.ControllerURL, Token: a.cfg.EnrollToken,
+			Host: info, AgentVersion: version.Version, Logger: a.log,
+		})
+		if err != nil {
+			return err
+		}
+		a.id = id
+		a.log = a.log.With("host", id.HostID)
+	} else {
+		a.log.Info("no controller and no identity: running standalone")
+	}
+
+	if a.cfg.CgroupPath != "" {
+		if err := a.startSensor(ctx); err != nil {
+			return err
+		}
+	} else if a.cfg.PolicyFile != "" {
+		return errors.New("--policy needs --cgroup: the policy is enforced by the kernel sensors")
+	}
+
+	hostID := ""
+	if a.id != nil {
+		nc, err := connect(a.id, a.log)
+		if err != nil {
+			return err
+		}
+		a.nc = nc
+		hostID = a.id.HostID
+	}
+	a.fwd = &telemetry.Forwarder{HostID: hostID, Conn: a.nc, Logger: a.log}
+	if a.sensor != nil {
+		a.goRun(func() { a.fwd.Run(ctx, a.sensor.Events()) })
+	}
+	if a.nc != nil {
+		hb := &heartbeat.Publisher{
+			Conn: a.nc, HostID: hostID, Interval: a.cfg.HeartbeatInterval, Logger: a.log,
+			Static: &palisadev1.Heartbeat{
+				Hostname: info.Hostname, Os: info.OS, Arch: info.Arch, Kernel: info.Kernel,
+				AgentVersion: version.Version,
+			},
+			Build: a.status,
+		}
+		a.goRun(func() {
+			if err := hb.Run(ctx); err != nil {
+				a.log.Error("heartbeat stopped", "err", err)
+			}
+		})
+	}
+	if a.cfg.MetricsAddr != "" {
+		if err := a.serveMetrics(); err != nil {
+			return err
+		}
+	}
+	attrs := []any{"scope", a.cfg.CgroupPath}
+	if a.id != nil {
+		attrs = append(attrs, "cluster", a.id.ClusterID, "nats", strings.Join(a.id.NATSURLs, ","))
+	}
+	a.log.Info("agent started", attrs...)
+	return nil
+}
+
+// status fills a heartbeat's changing fields.
+func (a *Agent) status(hb *palisadev1.Heartbeat) {
+	hb.PolicyVersion = a.policy.version()
+	_, failed := a.fwd.Counters()
+	hb.EventsLost = failed
+	if a.sensor == nil {
+		hb.Features = []*palisadev1.Feature{{Name: "sensors", Error: "no --cgroup scope configured"}}
+		return
+	}
+	hb.Features = a.sensor.Features()
+	hb.RingbufDrops = a.sensor.Drops()
+	if q, err := a.sensor.Quarantined(); err == nil {
+		hb.Quarantined = q
+	}
+}
+
+func (a *Agent) serveMetrics() error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.sensor != nil {
+		reg.MustRegister(a.sensor.Collector())
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "palisade_agent_events_published_total", Help: "Events published to the controller.",
+	}, func() float64 { p, _ := a.fwd.Counters(); return float64(p) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "palisade_agent_events_lost_total", Help: "Events that could not be published.",
+	}, func() float64 { _, f := a.fwd.Counters(); return float64(f) }))
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen metrics %s: %w", a.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.goRun(func() {
+		if err := a.metrics.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+func (a *Agent) goRun(fn func()) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := hb.Run(ctx); err != nil {
-			log.Error("heartbeat stopped", "err", err)
-		}
+		fn()
 	}()
-	log.Info("agent started", "cluster", id.ClusterID, "nats", strings.Join(id.NATSURLs, ","))
-	return a, nil
+}
+
+func identityExists(dir string) bool {
+	_, err := identity.Load(dir)
+	return !errors.Is(err, identity.ErrNotEnrolled)
 }
 
 func connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
@@ -137,20 +253,42 @@ func connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// HostID is the agent's host id.
-func (a *Agent) HostID() string { return a.id.HostID }
+// HostID is the agent's host id ("" when standalone).
+func (a *Agent) HostID() string {
+	if a.id == nil {
+		return ""
+	}
+	return a.id.HostID
+}
 
-// Identity returns the agent's identity.
+// Identity returns the agent's identity (nil when standalone).
 func (a *Agent) Identity() *identity.Identity { return a.id }
 
-// Close stops the agent and waits for its goroutines.
+// Sensor returns the kernel sensor (nil without a scope).
+func (a *Agent) Sensor() *sensor.Sensor { return a.sensor }
+
+// Close stops the agent and waits for its goroutines. The kernel keeps
+// enforcing the pinned policy; `palisade-agent cleanup` removes it.
 func (a *Agent) Close() error {
+	var errs []error
 	a.once.Do(func() {
 		a.cancel()
+		if a.metrics != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = a.metrics.Shutdown(ctx)
+			cancel()
+		}
+		if a.sensor != nil {
+			if err := a.sensor.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close sensor: %w", err))
+			}
+		}
 		a.wg.Wait()
-		if err := a.nc.Drain(); err != nil {
-			a.nc.Close()
+		if a.nc != nil {
+			if err := a.nc.Drain(); err != nil {
+				a.nc.Close()
+			}
 		}
 	})
-	return nil
+	return errors.Join(errs...)
 }

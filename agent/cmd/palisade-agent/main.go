@@ -12,6 +12,7 @@ import (
 
 	"github.com/palisade-sec/palisade/agent/daemon"
 	"github.com/palisade-sec/palisade/agent/heartbeat"
+	"github.com/palisade-sec/palisade/agent/sensor"
 	"github.com/palisade-sec/palisade/internal/logging"
 	"github.com/palisade-sec/palisade/internal/version"
 )
@@ -20,6 +21,7 @@ const usage = `usage: palisade-agent <command> [flags]
 
 commands:
   run       run the agent in the foreground
+  cleanup   detach and remove the pinned BPF programs and maps (ends enforcement)
   version   print the version
 `
 
@@ -32,6 +34,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = run(os.Args[2:])
+	case "cleanup":
+		err = cleanup(os.Args[2:])
 	case "version", "--version":
 		fmt.Println(version.Version)
 	case "help", "-h", "--help":
@@ -58,6 +62,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.CgroupPath, "cgroup", "", "cgroup v2 directory that scopes enforcement (production: the cgroup v2 root)")
 	fs.StringVar(&cfg.PinDir, "pin-dir", "", "where BPF objects are pinned (default /sys/fs/bpf/palisade/<scope>)")
 	fs.StringVar(&cfg.PolicyFile, "policy", "", "policy file to enforce locally, with or without a controller")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics on this address (e.g. 127.0.0.1:9464; empty: off)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -83,4 +88,27 @@ func run(args []string) error {
 	<-ctx.Done()
 	log.Info("shutting down")
 	return a.Close()
+}
+
+// cleanup removes the pins of one scope: enforcement, quarantine included,
+// ends.
+func cleanup(args []string) error {
+	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
+	cgroup := fs.String("cgroup", "", "the scope the agent ran with (as given to run)")
+	pinDir := fs.String("pin-dir", "", "the pin dir the agent ran with (default derived from --cgroup)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir := *pinDir
+	if dir == "" {
+		if *cgroup == "" {
+			return errors.New("cleanup needs --cgroup or --pin-dir")
+		}
+		dir = sensor.DefaultPinDir(*cgroup)
+	}
+	if err := sensor.Cleanup(dir); err != nil {
+		return err
+	}
+	fmt.Println("removed", dir)
+	return nil
 }
