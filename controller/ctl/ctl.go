@@ -26,6 +26,8 @@ const usage = `usage: palisadectl [--api URL] [--token-file FILE] <command> [fla
   enroll-token list                                   list enrolment tokens
   hosts list [-o table|json]                          list hosts
   hosts show HOST [-o table|json]                     show one host
+  hosts events HOST [--kind exec|exit|file|connect] [--limit N] [-o table|json]
+                                                      a host's recent events, newest first
   audit list [--after N] [--limit N] [-o table|json]  read the audit log
   version                                             print the version
 
@@ -100,6 +102,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.hostsList(ctx, rest[2:])
 	case cmd == "hosts" && sub == "show":
 		return c.hostsShow(ctx, rest[2:])
+	case cmd == "hosts" && sub == "events":
+		return c.hostsEvents(ctx, rest[2:])
 	case cmd == "enroll-token" && sub == "create":
 		return c.enrollTokenCreate(ctx, rest[2:])
 	case cmd == "enroll-token" && sub == "list":
