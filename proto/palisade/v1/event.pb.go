@@ -761,11 +761,194 @@ func (x *EventBatch) GetEvents() []*Event {
 	return nil
 }
 
+// Alert is a detection rule's finding about one event, raised by an agent.
+type Alert struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	HostId string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// Rule name and where it came from.
+	Rule        string `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	Severity    string `protobuf:"bytes,5,opt,name=severity,proto3" json:"severity,omitempty"`
+	Description string `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	// The mode the rule ran in: in audit mode no response is taken.
+	Mode Mode `protobuf:"varint,7,opt,name=mode,proto3,enum=palisade.v1.Mode" json:"mode,omitempty"`
+	// The event that matched.
+	Event *Event `protobuf:"bytes,8,opt,name=event,proto3" json:"event,omitempty"`
+	// The local response the rule asked for ("kill", "kill_tree", "block",
+	// or empty) and what came of it.
+	Response      string `protobuf:"bytes,9,opt,name=response,proto3" json:"response,omitempty"`
+	ResponseTaken bool   `protobuf:"varint,10,opt,name=response_taken,json=responseTaken,proto3" json:"response_taken,omitempty"`
+	ResponseError string `protobuf:"bytes,11,opt,name=response_error,json=responseError,proto3" json:"response_error,omitempty"`
+	// Free-form context (ancestry summary, matched key id masked, ...).
+	Labels        map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_palisade_v1_event_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_event_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_event_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Alert) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Alert) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *Alert) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Alert) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Alert) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *Alert) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Alert) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *Alert) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *Alert) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+func (x *Alert) GetResponseTaken() bool {
+	if x != nil {
+		return x.ResponseTaken
+	}
+	return false
+}
+
+func (x *Alert) GetResponseError() string {
+	if x != nil {
+		return x.ResponseError
+	}
+	return ""
+}
+
+func (x *Alert) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type AlertBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alerts        []*Alert               `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertBatch) Reset() {
+	*x = AlertBatch{}
+	mi := &file_palisade_v1_event_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertBatch) ProtoMessage() {}
+
+func (x *AlertBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_event_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertBatch.ProtoReflect.Descriptor instead.
+func (*AlertBatch) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_event_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AlertBatch) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
 var File_palisade_v1_event_proto protoreflect.FileDescriptor
 
 const file_palisade_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x17palisade/v1/event.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
+	"\x17palisade/v1/event.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18palisade/v1/policy.proto\"K\n" +
 	"\bAncestor\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x19\n" +
 	"\bexe_path\x18\x02 \x01(\tR\aexePath\x12\x12\n" +
@@ -823,7 +1006,27 @@ const file_palisade_v1_event_proto_rawDesc = "" +
 	"\x04kind\"8\n" +
 	"\n" +
 	"EventBatch\x12*\n" +
-	"\x06events\x18\x01 \x03(\v2\x12.palisade.v1.EventR\x06events*t\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.palisade.v1.EventR\x06events\"\xe0\x03\n" +
+	"\x05Alert\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04rule\x18\x04 \x01(\tR\x04rule\x12\x1a\n" +
+	"\bseverity\x18\x05 \x01(\tR\bseverity\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12%\n" +
+	"\x04mode\x18\a \x01(\x0e2\x11.palisade.v1.ModeR\x04mode\x12(\n" +
+	"\x05event\x18\b \x01(\v2\x12.palisade.v1.EventR\x05event\x12\x1a\n" +
+	"\bresponse\x18\t \x01(\tR\bresponse\x12%\n" +
+	"\x0eresponse_taken\x18\n" +
+	" \x01(\bR\rresponseTaken\x12%\n" +
+	"\x0eresponse_error\x18\v \x01(\tR\rresponseError\x126\n" +
+	"\x06labels\x18\f \x03(\v2\x1e.palisade.v1.Alert.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
+	"\n" +
+	"AlertBatch\x12*\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x12.palisade.v1.AlertR\x06alerts*t\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fVERDICT_ALLOWED\x10\x01\x12\x13\n" +
@@ -844,7 +1047,7 @@ func file_palisade_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_palisade_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_palisade_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_palisade_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_palisade_v1_event_proto_goTypes = []any{
 	(Verdict)(0),                  // 0: palisade.v1.Verdict
 	(*Ancestor)(nil),              // 1: palisade.v1.Ancestor
@@ -855,26 +1058,35 @@ var file_palisade_v1_event_proto_goTypes = []any{
 	(*ConnectEvent)(nil),          // 6: palisade.v1.ConnectEvent
 	(*Event)(nil),                 // 7: palisade.v1.Event
 	(*EventBatch)(nil),            // 8: palisade.v1.EventBatch
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*Alert)(nil),                 // 9: palisade.v1.Alert
+	(*AlertBatch)(nil),            // 10: palisade.v1.AlertBatch
+	nil,                           // 11: palisade.v1.Alert.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(Mode)(0),                     // 13: palisade.v1.Mode
 }
 var file_palisade_v1_event_proto_depIdxs = []int32{
-	9,  // 0: palisade.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	12, // 0: palisade.v1.Process.start_time:type_name -> google.protobuf.Timestamp
 	1,  // 1: palisade.v1.Process.ancestry:type_name -> palisade.v1.Ancestor
 	0,  // 2: palisade.v1.ExecEvent.verdict:type_name -> palisade.v1.Verdict
 	0,  // 3: palisade.v1.FileOpenEvent.verdict:type_name -> palisade.v1.Verdict
 	0,  // 4: palisade.v1.ConnectEvent.verdict:type_name -> palisade.v1.Verdict
-	9,  // 5: palisade.v1.Event.time:type_name -> google.protobuf.Timestamp
+	12, // 5: palisade.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 6: palisade.v1.Event.process:type_name -> palisade.v1.Process
 	3,  // 7: palisade.v1.Event.exec:type_name -> palisade.v1.ExecEvent
 	4,  // 8: palisade.v1.Event.exit:type_name -> palisade.v1.ExitEvent
 	5,  // 9: palisade.v1.Event.file_open:type_name -> palisade.v1.FileOpenEvent
 	6,  // 10: palisade.v1.Event.connect:type_name -> palisade.v1.ConnectEvent
 	7,  // 11: palisade.v1.EventBatch.events:type_name -> palisade.v1.Event
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 12: palisade.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	13, // 13: palisade.v1.Alert.mode:type_name -> palisade.v1.Mode
+	7,  // 14: palisade.v1.Alert.event:type_name -> palisade.v1.Event
+	11, // 15: palisade.v1.Alert.labels:type_name -> palisade.v1.Alert.LabelsEntry
+	9,  // 16: palisade.v1.AlertBatch.alerts:type_name -> palisade.v1.Alert
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_palisade_v1_event_proto_init() }
@@ -882,6 +1094,7 @@ func file_palisade_v1_event_proto_init() {
 	if File_palisade_v1_event_proto != nil {
 		return
 	}
+	file_palisade_v1_policy_proto_init()
 	file_palisade_v1_event_proto_msgTypes[6].OneofWrappers = []any{
 		(*Event_Exec)(nil),
 		(*Event_Exit)(nil),
@@ -894,7 +1107,7 @@ func file_palisade_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_palisade_v1_event_proto_rawDesc), len(file_palisade_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
