@@ -85,8 +85,10 @@ func sameKernelPolicy(a, b *Resolved) bool {
 type watcher struct {
 	s    *Sensor
 	file *os.File // inotify fd; nil when inotify is unavailable
+	fd   int      // its number (os.File.Fd would make it blocking)
 
 	mu      sync.Mutex
+	closed  bool
 	bundle  *palisadev1.PolicyBundle
 	watches map[string]int
 
@@ -100,6 +102,7 @@ func newWatcher(s *Sensor) (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err == nil {
 		w.file = os.NewFile(uintptr(fd), "inotify")
+		w.fd = fd
 		w.wg.Add(1)
 		go w.readLoop()
 	}
@@ -128,6 +131,9 @@ func (w *watcher) sync(b *palisadev1.PolicyBundle) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
 	want := map[string]bool{}
 	const mask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_TO | unix.IN_MOVED_FROM |
 		unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
@@ -136,7 +142,7 @@ func (w *watcher) sync(b *palisadev1.PolicyBundle) {
 		if _, ok := w.watches[d]; ok {
 			continue
 		}
-		wd, err := unix.InotifyAddWatch(int(w.file.Fd()), d, mask)
+		wd, err := unix.InotifyAddWatch(w.fd, d, mask)
 		if err != nil {
 			w.s.log.Debug("inotify watch", "dir", d, "err", err)
 			continue
@@ -145,7 +151,7 @@ func (w *watcher) sync(b *palisadev1.PolicyBundle) {
 	}
 	for d, wd := range w.watches {
 		if !want[d] {
-			_, _ = unix.InotifyRmWatch(int(w.file.Fd()), uint32(wd))
+			_, _ = unix.InotifyRmWatch(w.fd, uint32(wd))
 			delete(w.watches, d)
 		}
 	}
@@ -195,6 +201,9 @@ func (w *watcher) loop() {
 
 func (w *watcher) close() {
 	close(w.stop)
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 	if w.file != nil {
 		w.file.Close()
 	}
