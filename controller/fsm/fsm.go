@@ -35,6 +35,17 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyInited = errors.New("cluster is already initialised")
 	ErrUnknownCmd    = errors.New("unknown command")
+	// ErrConflict: the change does not fit the object's current state
+	// (resolving a resolved incident, releasing a host that is not
+	// quarantined, acking an expired action).
+	ErrConflict = errors.New("conflicts with the current state")
+	// ErrInvalid: the command itself is malformed (missing ids, unknown
+	// enum values). The API validates before proposing, so this is a
+	// programming error or a hand-made command.
+	ErrInvalid = errors.New("invalid command")
+	// ErrIdempotencyMismatch: an idempotency key was reused for a
+	// different request.
+	ErrIdempotencyMismatch = errors.New("idempotency key was already used for a different request")
 )
 
 // Result is what Apply returns for every entry: the error (a state error)
@@ -42,6 +53,13 @@ var (
 type Result struct {
 	Index uint64
 	Err   error
+	// ResultID is the id of what the command created or changed.
+	ResultID string
+	// Replayed is true when the command's idempotency key had been seen:
+	// nothing was applied, ReplayedIndex is the original command's index
+	// and ResultID its result.
+	Replayed      bool
+	ReplayedIndex uint64
 }
 
 // FSM is the replicated state machine. It is safe for concurrent reads
@@ -82,7 +100,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return &Result{Index: l.Index, Err: fmt.Errorf("decode command: %w", err)}
 	}
 	f.mu.Lock()
-	err := apply(f.state, l.Index, &cmd)
+	out, err := apply(f.state, l.Index, &cmd)
 	if err == nil {
 		f.state.lastIndex = l.Index
 	}
@@ -94,7 +112,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if fn != nil {
 		fn()
 	}
-	return &Result{Index: l.Index, Err: err}
+	return &Result{Index: l.Index, Err: err, ResultID: out.resultID,
+		Replayed: out.replayedIndex != 0, ReplayedIndex: out.replayedIndex}
 }
 
 // Read runs fn with the current state under a read lock. fn must not keep

@@ -292,3 +292,13 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+func withTime(c *palisadev1.FSMCommand) *palisadev1.FSMCommand {
+	c.Time = timestamppb.New(t0)
+	c.Actor = "test"
+	return c
+}
+
+func raftLog(i uint64, data []byte) *raft.Log {
+	return &raft.Log{Index: i, Type: raft.LogCommand, Data: data}
+}

@@ -26,7 +26,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.state
-	recs := make([]*palisadev1.SnapshotRecord, 0, 1+len(s.apiTokens)+len(s.enrollTokens)+len(s.hosts)+len(s.audit))
+	recs := make([]*palisadev1.SnapshotRecord, 0, 1+len(s.apiTokens)+len(s.enrollTokens)+len(s.hosts)+len(s.audit)+
+		len(s.policies)+len(s.incidents)+len(s.actions)+len(s.iocs)+len(s.leaks)+len(s.nodes)+len(s.idem))
 	recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Header{
 		Header: &palisadev1.SnapshotHeader{Format: snapshotFormat, LastIndex: s.lastIndex, Time: timestamppb.Now()}}})
 	if s.cluster != nil {
@@ -44,6 +45,30 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, a := range s.audit {
 		// Audit entries are never mutated after append: sharing is safe.
 		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Audit{Audit: a}})
+	}
+	for v := uint64(1); v <= s.latestPolicy; v++ {
+		if p, ok := s.policies[v]; ok {
+			recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Policy{Policy: proto.CloneOf(p)}})
+		}
+	}
+	// Incidents, actions and idempotency records keep their log order.
+	for _, id := range s.incidentOrder {
+		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Incident{Incident: proto.CloneOf(s.incidents[id])}})
+	}
+	for _, id := range s.actionOrder {
+		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Action{Action: proto.CloneOf(s.actions[id])}})
+	}
+	for _, i := range sortedClones(s.iocs) {
+		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Ioc{Ioc: i}})
+	}
+	for _, l := range sortedClones(s.leaks) {
+		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_LeakedCredential{LeakedCredential: l}})
+	}
+	for _, n := range sortedClones(s.nodes) {
+		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Node{Node: n}})
+	}
+	for _, k := range s.idemOrder {
+		recs = append(recs, &palisadev1.SnapshotRecord{Record: &palisadev1.SnapshotRecord_Idempotency{Idempotency: proto.CloneOf(s.idem[k])}})
 	}
 	return &snapshot{records: recs}, nil
 }
@@ -66,8 +91,11 @@ func (s *snapshot) Release() {}
 // WriteRecords writes records as a length-delimited stream.
 func WriteRecords(w io.Writer, records []*palisadev1.SnapshotRecord) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
+	// Deterministic: map fields (labels) in key order, so equal states
+	// give equal snapshots.
+	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
 	for _, r := range records {
-		if _, err := protodelim.MarshalTo(bw, r); err != nil {
+		if _, err := opts.MarshalTo(bw, r); err != nil {
 			return err
 		}
 	}
@@ -135,6 +163,36 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			s.hosts[r.Host.GetId()] = r.Host
 		case *palisadev1.SnapshotRecord_Audit:
 			s.audit = append(s.audit, r.Audit)
+		case *palisadev1.SnapshotRecord_Policy:
+			v := r.Policy.GetVersion()
+			if v == 0 || r.Policy.GetBundle() == nil {
+				return nil, errors.New("policy record without version or bundle")
+			}
+			s.policies[v] = r.Policy
+			s.latestPolicy = max(s.latestPolicy, v)
+		case *palisadev1.SnapshotRecord_Incident:
+			if _, dup := s.incidents[r.Incident.GetId()]; !dup {
+				s.incidentOrder = append(s.incidentOrder, r.Incident.GetId())
+			}
+			s.incidents[r.Incident.GetId()] = r.Incident
+		case *palisadev1.SnapshotRecord_Action:
+			if _, dup := s.actions[r.Action.GetId()]; !dup {
+				s.actionOrder = append(s.actionOrder, r.Action.GetId())
+			}
+			s.actions[r.Action.GetId()] = r.Action
+		case *palisadev1.SnapshotRecord_Ioc:
+			s.iocs[r.Ioc.GetId()] = r.Ioc
+			s.iocByValue[iocKey(r.Ioc.GetType(), r.Ioc.GetValue())] = r.Ioc.GetId()
+		case *palisadev1.SnapshotRecord_LeakedCredential:
+			s.leaks[r.LeakedCredential.GetId()] = r.LeakedCredential
+			s.leakByHash[r.LeakedCredential.GetKeyIdSha256()] = r.LeakedCredential.GetId()
+		case *palisadev1.SnapshotRecord_Node:
+			s.nodes[r.Node.GetId()] = r.Node
+		case *palisadev1.SnapshotRecord_Idempotency:
+			if _, dup := s.idem[r.Idempotency.GetKey()]; !dup {
+				s.idemOrder = append(s.idemOrder, r.Idempotency.GetKey())
+			}
+			s.idem[r.Idempotency.GetKey()] = r.Idempotency
 		case *palisadev1.SnapshotRecord_Header:
 			return nil, errors.New("second header in snapshot")
 		default:

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -20,6 +21,20 @@ type State struct {
 	enrollByHash map[string]string
 	hosts        map[string]*palisadev1.Host
 	audit        []*palisadev1.AuditEntry
+
+	policies      map[uint64]*palisadev1.PolicyVersion
+	latestPolicy  uint64
+	incidents     map[string]*palisadev1.Incident
+	incidentOrder []string // ids in creation (log) order
+	actions       map[string]*palisadev1.Action
+	actionOrder   []string
+	iocs          map[string]*palisadev1.IOC
+	iocByValue    map[string]string // type/value -> id
+	leaks         map[string]*palisadev1.LeakedCredential
+	leakByHash    map[string]string
+	nodes         map[string]*palisadev1.Node
+	idem          map[string]*palisadev1.IdempotencyRecord
+	idemOrder     []string // keys in insertion (log) order
 }
 
 func newState() *State {
@@ -29,6 +44,15 @@ func newState() *State {
 		enrollTokens: map[string]*palisadev1.EnrollToken{},
 		enrollByHash: map[string]string{},
 		hosts:        map[string]*palisadev1.Host{},
+		policies:     map[uint64]*palisadev1.PolicyVersion{},
+		incidents:    map[string]*palisadev1.Incident{},
+		actions:      map[string]*palisadev1.Action{},
+		iocs:         map[string]*palisadev1.IOC{},
+		iocByValue:   map[string]string{},
+		leaks:        map[string]*palisadev1.LeakedCredential{},
+		leakByHash:   map[string]string{},
+		nodes:        map[string]*palisadev1.Node{},
+		idem:         map[string]*palisadev1.IdempotencyRecord{},
 	}
 }
 
@@ -94,9 +118,31 @@ func sortedClones[T proto.Message](m map[string]T) []T {
 	return out
 }
 
+// outcome is what applying one command produced.
+type outcome struct {
+	// resultID is the id of what the command created or changed (the
+	// command's result_id, or the remembered one on a replay).
+	resultID string
+	// replayedIndex is set when an idempotency key matched: the command
+	// was not applied again, and this is the index it was applied at.
+	replayedIndex uint64
+}
+
 // apply dispatches one command. A handler either changes state and
-// returns nil, or returns an error and changes nothing.
-func apply(s *State, index uint64, cmd *palisadev1.FSMCommand) error {
+// returns nil, or returns an error and changes nothing. A command with an
+// idempotency key that was already applied is answered from the record
+// and changes nothing (not even the audit log).
+func apply(s *State, index uint64, cmd *palisadev1.FSMCommand) (outcome, error) {
+	key := cmd.GetIdempotencyKey()
+	if key != "" {
+		pruneIdempotency(s, cmd.GetTime().AsTime())
+		if rec, ok := s.idem[key]; ok {
+			if rec.GetFingerprint() != cmd.GetIdempotencyFingerprint() {
+				return outcome{}, ErrIdempotencyMismatch
+			}
+			return outcome{resultID: rec.GetResultId(), replayedIndex: rec.GetIndex()}, nil
+		}
+	}
 	var (
 		err   error
 		audit *palisadev1.AuditEntry
@@ -110,11 +156,41 @@ func apply(s *State, index uint64, cmd *palisadev1.FSMCommand) error {
 		audit, err = applyCreateEnrollToken(s, c.CreateEnrollToken)
 	case *palisadev1.FSMCommand_EnrollHost:
 		audit, err = applyEnrollHost(s, cmd, c.EnrollHost)
+	case *palisadev1.FSMCommand_SetHostLabels:
+		audit, err = applySetHostLabels(s, c.SetHostLabels)
+	case *palisadev1.FSMCommand_RequestQuarantine:
+		audit, err = applyRequestQuarantine(s, cmd, c.RequestQuarantine)
+	case *palisadev1.FSMCommand_CreateAction:
+		audit, err = applyCreateAction(s, cmd, c.CreateAction)
+	case *palisadev1.FSMCommand_UpdateAction:
+		audit, err = applyUpdateAction(s, cmd, c.UpdateAction)
+	case *palisadev1.FSMCommand_ApplyPolicy:
+		audit, err = applyApplyPolicy(s, cmd, c.ApplyPolicy)
+	case *palisadev1.FSMCommand_RollbackPolicy:
+		audit, err = applyRollbackPolicy(s, cmd, c.RollbackPolicy)
+	case *palisadev1.FSMCommand_CreateIncident:
+		audit, err = applyCreateIncident(s, cmd, c.CreateIncident)
+	case *palisadev1.FSMCommand_UpdateIncident:
+		audit, err = applyUpdateIncident(s, cmd, c.UpdateIncident)
+	case *palisadev1.FSMCommand_AddIoc:
+		audit, err = applyAddIOC(s, cmd, c.AddIoc)
+	case *palisadev1.FSMCommand_RemoveIoc:
+		audit, err = applyRemoveIOC(s, c.RemoveIoc)
+	case *palisadev1.FSMCommand_AddLeakedCredential:
+		audit, err = applyAddLeak(s, cmd, c.AddLeakedCredential)
+	case *palisadev1.FSMCommand_UpdateLeakedCredential:
+		audit, err = applyUpdateLeak(s, cmd, c.UpdateLeakedCredential)
+	case *palisadev1.FSMCommand_RevokeApiToken:
+		audit, err = applyRevokeAPIToken(s, cmd, c.RevokeApiToken)
+	case *palisadev1.FSMCommand_RegisterNode:
+		audit, err = applyRegisterNode(s, cmd, c.RegisterNode)
+	case *palisadev1.FSMCommand_RemoveNode:
+		audit, err = applyRemoveNode(s, c.RemoveNode)
 	default:
-		return ErrUnknownCmd
+		return outcome{}, ErrUnknownCmd
 	}
 	if err != nil {
-		return err
+		return outcome{}, err
 	}
 	if audit != nil {
 		audit.Index = index
@@ -123,7 +199,13 @@ func apply(s *State, index uint64, cmd *palisadev1.FSMCommand) error {
 		audit.RequestId = cmd.GetRequestId()
 		s.audit = append(s.audit, audit)
 	}
-	return nil
+	if key != "" {
+		rememberIdempotency(s, &palisadev1.IdempotencyRecord{
+			Key: key, Fingerprint: cmd.GetIdempotencyFingerprint(), Index: index, ResultId: cmd.GetResultId(),
+			ExpiresAt: timestamppb.New(cmd.GetTime().AsTime().Add(IdempotencyTTL)),
+		})
+	}
+	return outcome{resultID: cmd.GetResultId()}, nil
 }
 
 func applyInitCluster(s *State, c *palisadev1.InitClusterCmd) (*palisadev1.AuditEntry, error) {

@@ -42,6 +42,14 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log
+	// (default 10240); a follower further behind gets the snapshot.
+	TrailingLogs uint64
+	// MaxAppendEntries bounds entries per AppendEntries RPC and per
+	// batch of applies (default 64, at most 1024).
+	MaxAppendEntries int
+	// BatchApply lets Raft apply several proposals in one log write.
+	BatchApply bool
 	// RaftLogOutput receives hashicorp/raft's own log lines, WARN and above
 	// (default: Logger).
 	RaftLogOutput io.Writer
@@ -54,6 +62,7 @@ type Store struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	layer     *faultLayer
 	bolt      *raftboltdb.BoltStore
 }
 
@@ -95,6 +104,13 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.MaxAppendEntries > 0 {
+		rc.MaxAppendEntries = cfg.MaxAppendEntries
+	}
+	rc.BatchApplyCh = cfg.BatchApply
 
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
 	if err != nil {
@@ -115,11 +131,15 @@ func Open(cfg Config) (*Store, error) {
 	if addr.Port == 0 {
 		advertise = nil // a random port: advertise what the listener got
 	}
-	tr, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hl)
+	layer, err := newFaultLayer(cfg.RaftAddr, advertise)
 	if err != nil {
 		s.bolt.Close()
 		return nil, fmt.Errorf("listen raft %s: %w", cfg.RaftAddr, err)
 	}
+	s.layer = layer
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
+	})
 	s.transport = tr
 
 	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
@@ -226,32 +246,52 @@ func (s *Store) WaitForApplied(ctx context.Context, index uint64) error {
 // node (the leader). It returns the log index, or the state error the FSM
 // handler returned.
 func (s *Store) Apply(ctx context.Context, cmd *palisadev1.FSMCommand) (uint64, error) {
+	res, err := s.ApplyResult(ctx, cmd)
+	if err != nil {
+		return 0, err
+	}
+	return res.Index, res.Err
+}
+
+// ErrUncertain wraps failures after which the command may or may not have
+// been committed (leadership lost mid-flight, a timeout): retry only with
+// the same idempotency key.
+var ErrUncertain = errors.New("outcome unknown")
+
+// ApplyResult is Apply returning the FSM's whole result (idempotent
+// replays, result ids). A non-nil error means the command's fate is not
+// known from this node (ErrNotLeader: never proposed; ErrUncertain: maybe
+// committed); the FSM's own state error is in Result.Err.
+func (s *Store) ApplyResult(ctx context.Context, cmd *palisadev1.FSMCommand) (*fsm.Result, error) {
 	if s.raft.State() != raft.Leader {
-		return 0, ErrNotLeader
+		return nil, ErrNotLeader
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
-		return 0, fmt.Errorf("encode command: %w", err)
+		return nil, fmt.Errorf("encode command: %w", err)
 	}
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 		if timeout <= 0 {
-			return 0, fmt.Errorf("apply: %w", context.DeadlineExceeded)
+			return nil, fmt.Errorf("apply: %w", context.DeadlineExceeded)
 		}
 	}
 	f := s.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return 0, fmt.Errorf("apply: %w: %w", ErrNotLeader, err)
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, fmt.Errorf("apply: %w: %w", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("apply: %w: %w: %w", ErrNotLeader, ErrUncertain, err)
 		}
-		return 0, fmt.Errorf("apply: %w", err)
+		return nil, fmt.Errorf("apply: %w: %w", ErrUncertain, err)
 	}
 	res, ok := f.Response().(*fsm.Result)
 	if !ok {
-		return f.Index(), nil
+		return &fsm.Result{Index: f.Index()}, nil
 	}
-	return res.Index, res.Err
+	return res, nil
 }
 
 // Snapshot forces a snapshot (tests and operators).
@@ -260,6 +300,78 @@ func (s *Store) Snapshot() error {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	return nil
+}
+
+// SetIsolated cuts (true) or restores (false) all of this node's Raft
+// traffic: fault injection for partition tests and benchmarks.
+func (s *Store) SetIsolated(on bool) { s.layer.setIsolated(on) }
+
+// State is this node's Raft state: Leader, Follower, Candidate, Shutdown.
+func (s *Store) State() string { return s.raft.State().String() }
+
+// AppliedIndex is the index of the last entry applied to the FSM.
+func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// Servers returns the current Raft configuration.
+func (s *Store) Servers() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	var out []Server
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(srv.ID), Address: string(srv.Address), Voter: srv.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddVoter adds (or re-addresses) a voting member. Leader only.
+func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
+	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, ctxTimeout(ctx)).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("add voter %s: %w", id, ErrNotLeader)
+		}
+		return fmt.Errorf("add voter %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a member. Leader only.
+func (s *Store) RemoveServer(ctx context.Context, id string) error {
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, ctxTimeout(ctx)).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("remove server %s: %w", id, ErrNotLeader)
+		}
+		return fmt.Errorf("remove server %s: %w", id, err)
+	}
+	return nil
+}
+
+// VerifyLeader confirms with a quorum that this node still leads and
+// then waits until the FSM has applied everything committed before:
+// after it returns nil, a read of the FSM is linearizable.
+func (s *Store) VerifyLeader(ctx context.Context) error {
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("verify leader: %w", ErrNotLeader)
+		}
+		return fmt.Errorf("verify leader: %w", err)
+	}
+	return s.Barrier(ctx)
+}
+
+func ctxTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 10 * time.Second
 }
 
 // Stats exposes hashicorp/raft's stats map.
@@ -282,7 +394,20 @@ func (s *Store) Barrier(ctx context.Context) error {
 		timeout = time.Until(d)
 	}
 	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("barrier: %w: %w", ErrNotLeader, err)
+		}
 		return fmt.Errorf("barrier: %w", err)
 	}
 	return nil
+}
+
+// FirstLogIndex is the oldest entry still in the log (it grows as
+// snapshots compact the log).
+func FirstLogIndex(s *Store) (uint64, error) {
+	i, err := s.bolt.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("first log index: %w", err)
+	}
+	return i, nil
 }

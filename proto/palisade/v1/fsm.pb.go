@@ -74,6 +74,278 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{0}
 }
 
+type IncidentStatus int32
+
+const (
+	IncidentStatus_INCIDENT_STATUS_UNSPECIFIED  IncidentStatus = 0
+	IncidentStatus_INCIDENT_STATUS_OPEN         IncidentStatus = 1
+	IncidentStatus_INCIDENT_STATUS_ACKNOWLEDGED IncidentStatus = 2
+	IncidentStatus_INCIDENT_STATUS_RESOLVED     IncidentStatus = 3
+)
+
+// Enum value maps for IncidentStatus.
+var (
+	IncidentStatus_name = map[int32]string{
+		0: "INCIDENT_STATUS_UNSPECIFIED",
+		1: "INCIDENT_STATUS_OPEN",
+		2: "INCIDENT_STATUS_ACKNOWLEDGED",
+		3: "INCIDENT_STATUS_RESOLVED",
+	}
+	IncidentStatus_value = map[string]int32{
+		"INCIDENT_STATUS_UNSPECIFIED":  0,
+		"INCIDENT_STATUS_OPEN":         1,
+		"INCIDENT_STATUS_ACKNOWLEDGED": 2,
+		"INCIDENT_STATUS_RESOLVED":     3,
+	}
+)
+
+func (x IncidentStatus) Enum() *IncidentStatus {
+	p := new(IncidentStatus)
+	*p = x
+	return p
+}
+
+func (x IncidentStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IncidentStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_palisade_v1_fsm_proto_enumTypes[1].Descriptor()
+}
+
+func (IncidentStatus) Type() protoreflect.EnumType {
+	return &file_palisade_v1_fsm_proto_enumTypes[1]
+}
+
+func (x IncidentStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IncidentStatus.Descriptor instead.
+func (IncidentStatus) EnumDescriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{1}
+}
+
+type ActionKind int32
+
+const (
+	ActionKind_ACTION_KIND_UNSPECIFIED     ActionKind = 0
+	ActionKind_ACTION_KIND_QUARANTINE      ActionKind = 1
+	ActionKind_ACTION_KIND_RELEASE         ActionKind = 2
+	ActionKind_ACTION_KIND_KILL            ActionKind = 3
+	ActionKind_ACTION_KIND_BLOCK           ActionKind = 4
+	ActionKind_ACTION_KIND_HUNT_CREDENTIAL ActionKind = 5
+)
+
+// Enum value maps for ActionKind.
+var (
+	ActionKind_name = map[int32]string{
+		0: "ACTION_KIND_UNSPECIFIED",
+		1: "ACTION_KIND_QUARANTINE",
+		2: "ACTION_KIND_RELEASE",
+		3: "ACTION_KIND_KILL",
+		4: "ACTION_KIND_BLOCK",
+		5: "ACTION_KIND_HUNT_CREDENTIAL",
+	}
+	ActionKind_value = map[string]int32{
+		"ACTION_KIND_UNSPECIFIED":     0,
+		"ACTION_KIND_QUARANTINE":      1,
+		"ACTION_KIND_RELEASE":         2,
+		"ACTION_KIND_KILL":            3,
+		"ACTION_KIND_BLOCK":           4,
+		"ACTION_KIND_HUNT_CREDENTIAL": 5,
+	}
+)
+
+func (x ActionKind) Enum() *ActionKind {
+	p := new(ActionKind)
+	*p = x
+	return p
+}
+
+func (x ActionKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActionKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_palisade_v1_fsm_proto_enumTypes[2].Descriptor()
+}
+
+func (ActionKind) Type() protoreflect.EnumType {
+	return &file_palisade_v1_fsm_proto_enumTypes[2]
+}
+
+func (x ActionKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActionKind.Descriptor instead.
+func (ActionKind) EnumDescriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+type ActionState int32
+
+const (
+	ActionState_ACTION_STATE_UNSPECIFIED ActionState = 0
+	ActionState_ACTION_STATE_REQUESTED   ActionState = 1
+	ActionState_ACTION_STATE_SENT        ActionState = 2
+	ActionState_ACTION_STATE_ACKED       ActionState = 3
+	ActionState_ACTION_STATE_FAILED      ActionState = 4
+	ActionState_ACTION_STATE_EXPIRED     ActionState = 5
+)
+
+// Enum value maps for ActionState.
+var (
+	ActionState_name = map[int32]string{
+		0: "ACTION_STATE_UNSPECIFIED",
+		1: "ACTION_STATE_REQUESTED",
+		2: "ACTION_STATE_SENT",
+		3: "ACTION_STATE_ACKED",
+		4: "ACTION_STATE_FAILED",
+		5: "ACTION_STATE_EXPIRED",
+	}
+	ActionState_value = map[string]int32{
+		"ACTION_STATE_UNSPECIFIED": 0,
+		"ACTION_STATE_REQUESTED":   1,
+		"ACTION_STATE_SENT":        2,
+		"ACTION_STATE_ACKED":       3,
+		"ACTION_STATE_FAILED":      4,
+		"ACTION_STATE_EXPIRED":     5,
+	}
+)
+
+func (x ActionState) Enum() *ActionState {
+	p := new(ActionState)
+	*p = x
+	return p
+}
+
+func (x ActionState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActionState) Descriptor() protoreflect.EnumDescriptor {
+	return file_palisade_v1_fsm_proto_enumTypes[3].Descriptor()
+}
+
+func (ActionState) Type() protoreflect.EnumType {
+	return &file_palisade_v1_fsm_proto_enumTypes[3]
+}
+
+func (x ActionState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActionState.Descriptor instead.
+func (ActionState) EnumDescriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+type IOCType int32
+
+const (
+	IOCType_IOC_TYPE_UNSPECIFIED IOCType = 0
+	IOCType_IOC_TYPE_IP          IOCType = 1
+	IOCType_IOC_TYPE_CIDR        IOCType = 2
+	IOCType_IOC_TYPE_SHA256      IOCType = 3
+)
+
+// Enum value maps for IOCType.
+var (
+	IOCType_name = map[int32]string{
+		0: "IOC_TYPE_UNSPECIFIED",
+		1: "IOC_TYPE_IP",
+		2: "IOC_TYPE_CIDR",
+		3: "IOC_TYPE_SHA256",
+	}
+	IOCType_value = map[string]int32{
+		"IOC_TYPE_UNSPECIFIED": 0,
+		"IOC_TYPE_IP":          1,
+		"IOC_TYPE_CIDR":        2,
+		"IOC_TYPE_SHA256":      3,
+	}
+)
+
+func (x IOCType) Enum() *IOCType {
+	p := new(IOCType)
+	*p = x
+	return p
+}
+
+func (x IOCType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IOCType) Descriptor() protoreflect.EnumDescriptor {
+	return file_palisade_v1_fsm_proto_enumTypes[4].Descriptor()
+}
+
+func (IOCType) Type() protoreflect.EnumType {
+	return &file_palisade_v1_fsm_proto_enumTypes[4]
+}
+
+func (x IOCType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IOCType.Descriptor instead.
+func (IOCType) EnumDescriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+type LeakStatus int32
+
+const (
+	LeakStatus_LEAK_STATUS_UNSPECIFIED LeakStatus = 0
+	LeakStatus_LEAK_STATUS_ACTIVE      LeakStatus = 1
+	LeakStatus_LEAK_STATUS_CONTAINED   LeakStatus = 2
+	LeakStatus_LEAK_STATUS_REVOKED     LeakStatus = 3
+)
+
+// Enum value maps for LeakStatus.
+var (
+	LeakStatus_name = map[int32]string{
+		0: "LEAK_STATUS_UNSPECIFIED",
+		1: "LEAK_STATUS_ACTIVE",
+		2: "LEAK_STATUS_CONTAINED",
+		3: "LEAK_STATUS_REVOKED",
+	}
+	LeakStatus_value = map[string]int32{
+		"LEAK_STATUS_UNSPECIFIED": 0,
+		"LEAK_STATUS_ACTIVE":      1,
+		"LEAK_STATUS_CONTAINED":   2,
+		"LEAK_STATUS_REVOKED":     3,
+	}
+)
+
+func (x LeakStatus) Enum() *LeakStatus {
+	p := new(LeakStatus)
+	*p = x
+	return p
+}
+
+func (x LeakStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LeakStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_palisade_v1_fsm_proto_enumTypes[5].Descriptor()
+}
+
+func (LeakStatus) Type() protoreflect.EnumType {
+	return &file_palisade_v1_fsm_proto_enumTypes[5]
+}
+
+func (x LeakStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LeakStatus.Descriptor instead.
+func (LeakStatus) EnumDescriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{5}
+}
+
 // ClusterInfo is written once, by the bootstrap node's first command.
 type ClusterInfo struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -164,6 +436,8 @@ type APIToken struct {
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	Revoked       bool                   `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	CreatedBy     string                 `protobuf:"bytes,8,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedBy     string                 `protobuf:"bytes,10,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +524,20 @@ func (x *APIToken) GetRevoked() bool {
 func (x *APIToken) GetCreatedBy() string {
 	if x != nil {
 		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *APIToken) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *APIToken) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
 	}
 	return ""
 }
@@ -372,8 +660,12 @@ type Host struct {
 	Quarantined      bool                   `protobuf:"varint,10,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	QuarantineReason string                 `protobuf:"bytes,11,opt,name=quarantine_reason,json=quarantineReason,proto3" json:"quarantine_reason,omitempty"`
 	EnrollTokenId    string                 `protobuf:"bytes,12,opt,name=enroll_token_id,json=enrollTokenId,proto3" json:"enroll_token_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// When the quarantine state was last requested (quarantine or release)
+	// and by which action.
+	QuarantineChangedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=quarantine_changed_at,json=quarantineChangedAt,proto3" json:"quarantine_changed_at,omitempty"`
+	QuarantineActionId  string                 `protobuf:"bytes,14,opt,name=quarantine_action_id,json=quarantineActionId,proto3" json:"quarantine_action_id,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -490,6 +782,879 @@ func (x *Host) GetEnrollTokenId() string {
 	return ""
 }
 
+func (x *Host) GetQuarantineChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QuarantineChangedAt
+	}
+	return nil
+}
+
+func (x *Host) GetQuarantineActionId() string {
+	if x != nil {
+		return x.QuarantineActionId
+	}
+	return ""
+}
+
+// PolicyVersion is one applied version of the policy. Versions are
+// assigned by the FSM in log order (1, 2, ...); a roll back creates a new
+// version carrying an older version's bundle, so versions only grow.
+type PolicyVersion struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Bundle  *PolicyBundle          `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// The YAML document as applied (empty for a roll back).
+	Source     []byte                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	SourceName string                 `protobuf:"bytes,4,opt,name=source_name,json=sourceName,proto3" json:"source_name,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy  string                 `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	Comment    string                 `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	// Set on a roll back: the version whose bundle this one carries.
+	RolledBackFrom uint64 `protobuf:"varint,8,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PolicyVersion) Reset() {
+	*x = PolicyVersion{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyVersion) ProtoMessage() {}
+
+func (x *PolicyVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyVersion.ProtoReflect.Descriptor instead.
+func (*PolicyVersion) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PolicyVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PolicyVersion) GetBundle() *PolicyBundle {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+func (x *PolicyVersion) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *PolicyVersion) GetSourceName() string {
+	if x != nil {
+		return x.SourceName
+	}
+	return ""
+}
+
+func (x *PolicyVersion) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *PolicyVersion) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *PolicyVersion) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *PolicyVersion) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
+type Incident struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	HostId         string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Rule           string                 `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	Severity       string                 `protobuf:"bytes,4,opt,name=severity,proto3" json:"severity,omitempty"`
+	Status         IncidentStatus         `protobuf:"varint,5,opt,name=status,proto3,enum=palisade.v1.IncidentStatus" json:"status,omitempty"`
+	Title          string                 `protobuf:"bytes,6,opt,name=title,proto3" json:"title,omitempty"`
+	AlertIds       []string               `protobuf:"bytes,7,rep,name=alert_ids,json=alertIds,proto3" json:"alert_ids,omitempty"`
+	ActionIds      []string               `protobuf:"bytes,8,rep,name=action_ids,json=actionIds,proto3" json:"action_ids,omitempty"`
+	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	CreatedBy      string                 `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	AcknowledgedBy string                 `protobuf:"bytes,12,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	AcknowledgedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=acknowledged_at,json=acknowledgedAt,proto3" json:"acknowledged_at,omitempty"`
+	ResolvedBy     string                 `protobuf:"bytes,14,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	ResolvedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	Note           string                 `protobuf:"bytes,16,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Incident) Reset() {
+	*x = Incident{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Incident) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Incident) ProtoMessage() {}
+
+func (x *Incident) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Incident.ProtoReflect.Descriptor instead.
+func (*Incident) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Incident) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Incident) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *Incident) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Incident) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *Incident) GetStatus() IncidentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return IncidentStatus_INCIDENT_STATUS_UNSPECIFIED
+}
+
+func (x *Incident) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Incident) GetAlertIds() []string {
+	if x != nil {
+		return x.AlertIds
+	}
+	return nil
+}
+
+func (x *Incident) GetActionIds() []string {
+	if x != nil {
+		return x.ActionIds
+	}
+	return nil
+}
+
+func (x *Incident) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Incident) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Incident) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Incident) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *Incident) GetAcknowledgedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgedAt
+	}
+	return nil
+}
+
+func (x *Incident) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *Incident) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *Incident) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// Action is one containment step asked of one host (or, for block and
+// hunt-credential, of every host: host_id "*").
+type Action struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	HostId      string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Kind        ActionKind             `protobuf:"varint,3,opt,name=kind,proto3,enum=palisade.v1.ActionKind" json:"kind,omitempty"`
+	State       ActionState            `protobuf:"varint,4,opt,name=state,proto3,enum=palisade.v1.ActionState" json:"state,omitempty"`
+	Actor       string                 `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	Reason      string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	IncidentId  string                 `protobuf:"bytes,7,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	SentAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	FinishedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Error       string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// Kind-specific parameters.
+	Pid              uint32                 `protobuf:"varint,13,opt,name=pid,proto3" json:"pid,omitempty"`
+	ProcessStartTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=process_start_time,json=processStartTime,proto3" json:"process_start_time,omitempty"`
+	Tree             bool                   `protobuf:"varint,15,opt,name=tree,proto3" json:"tree,omitempty"`
+	Cidr             string                 `protobuf:"bytes,16,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	KeyIdSha256      string                 `protobuf:"bytes,17,opt,name=key_id_sha256,json=keyIdSha256,proto3" json:"key_id_sha256,omitempty"`
+	Detail           string                 `protobuf:"bytes,18,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Action) Reset() {
+	*x = Action{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Action) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Action) ProtoMessage() {}
+
+func (x *Action) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Action.ProtoReflect.Descriptor instead.
+func (*Action) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Action) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Action) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *Action) GetKind() ActionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ActionKind_ACTION_KIND_UNSPECIFIED
+}
+
+func (x *Action) GetState() ActionState {
+	if x != nil {
+		return x.State
+	}
+	return ActionState_ACTION_STATE_UNSPECIFIED
+}
+
+func (x *Action) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Action) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Action) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *Action) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *Action) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *Action) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *Action) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Action) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Action) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Action) GetProcessStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProcessStartTime
+	}
+	return nil
+}
+
+func (x *Action) GetTree() bool {
+	if x != nil {
+		return x.Tree
+	}
+	return false
+}
+
+func (x *Action) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+func (x *Action) GetKeyIdSha256() string {
+	if x != nil {
+		return x.KeyIdSha256
+	}
+	return ""
+}
+
+func (x *Action) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type IOC struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type  IOCType                `protobuf:"varint,2,opt,name=type,proto3,enum=palisade.v1.IOCType" json:"type,omitempty"`
+	// Canonical form: an address, a CIDR, or 64 lowercase hex digits.
+	Value         string                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Source        string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	Comment       string                 `protobuf:"bytes,5,opt,name=comment,proto3" json:"comment,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,8,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IOC) Reset() {
+	*x = IOC{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IOC) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IOC) ProtoMessage() {}
+
+func (x *IOC) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IOC.ProtoReflect.Descriptor instead.
+func (*IOC) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *IOC) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *IOC) GetType() IOCType {
+	if x != nil {
+		return x.Type
+	}
+	return IOCType_IOC_TYPE_UNSPECIFIED
+}
+
+func (x *IOC) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *IOC) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *IOC) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *IOC) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *IOC) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *IOC) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// LeakedCredential is an access key reported as leaked. The key id itself
+// is not kept: agents match candidate key ids by sha256, and people see
+// the masked form.
+type LeakedCredential struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Provider    string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	KeyIdMasked string                 `protobuf:"bytes,3,opt,name=key_id_masked,json=keyIdMasked,proto3" json:"key_id_masked,omitempty"`
+	KeyIdSha256 string                 `protobuf:"bytes,4,opt,name=key_id_sha256,json=keyIdSha256,proto3" json:"key_id_sha256,omitempty"`
+	// The key id's prefix (LTAI, AKIA, ...) lets agents pick candidates cheaply.
+	KeyIdPrefix   string                 `protobuf:"bytes,5,opt,name=key_id_prefix,json=keyIdPrefix,proto3" json:"key_id_prefix,omitempty"`
+	KeyIdLength   uint32                 `protobuf:"varint,6,opt,name=key_id_length,json=keyIdLength,proto3" json:"key_id_length,omitempty"`
+	ReportedBy    string                 `protobuf:"bytes,7,opt,name=reported_by,json=reportedBy,proto3" json:"reported_by,omitempty"`
+	Source        string                 `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	Status        LeakStatus             `protobuf:"varint,9,opt,name=status,proto3,enum=palisade.v1.LeakStatus" json:"status,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Comment       string                 `protobuf:"bytes,12,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeakedCredential) Reset() {
+	*x = LeakedCredential{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeakedCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeakedCredential) ProtoMessage() {}
+
+func (x *LeakedCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeakedCredential.ProtoReflect.Descriptor instead.
+func (*LeakedCredential) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LeakedCredential) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetKeyIdMasked() string {
+	if x != nil {
+		return x.KeyIdMasked
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetKeyIdSha256() string {
+	if x != nil {
+		return x.KeyIdSha256
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetKeyIdPrefix() string {
+	if x != nil {
+		return x.KeyIdPrefix
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetKeyIdLength() uint32 {
+	if x != nil {
+		return x.KeyIdLength
+	}
+	return 0
+}
+
+func (x *LeakedCredential) GetReportedBy() string {
+	if x != nil {
+		return x.ReportedBy
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *LeakedCredential) GetStatus() LeakStatus {
+	if x != nil {
+		return x.Status
+	}
+	return LeakStatus_LEAK_STATUS_UNSPECIFIED
+}
+
+func (x *LeakedCredential) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *LeakedCredential) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *LeakedCredential) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// Node is a controller node as the cluster knows it: what followers need
+// to forward writes to the leader and NATS servers need to form routes.
+type Node struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	ApiUrl      string                 `protobuf:"bytes,3,opt,name=api_url,json=apiUrl,proto3" json:"api_url,omitempty"`
+	// host:port of the embedded NATS server's cluster (route) listener;
+	// empty in external-NATS mode.
+	NatsClusterAddress string                 `protobuf:"bytes,4,opt,name=nats_cluster_address,json=natsClusterAddress,proto3" json:"nats_cluster_address,omitempty"`
+	NatsClientUrl      string                 `protobuf:"bytes,5,opt,name=nats_client_url,json=natsClientUrl,proto3" json:"nats_client_url,omitempty"`
+	UpdatedAt          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Node) Reset() {
+	*x = Node{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Node) ProtoMessage() {}
+
+func (x *Node) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Node.ProtoReflect.Descriptor instead.
+func (*Node) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Node) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *Node) GetApiUrl() string {
+	if x != nil {
+		return x.ApiUrl
+	}
+	return ""
+}
+
+func (x *Node) GetNatsClusterAddress() string {
+	if x != nil {
+		return x.NatsClusterAddress
+	}
+	return ""
+}
+
+func (x *Node) GetNatsClientUrl() string {
+	if x != nil {
+		return x.NatsClientUrl
+	}
+	return ""
+}
+
+func (x *Node) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// IdempotencyRecord remembers the result of a mutation made with an
+// Idempotency-Key so that a retry returns it instead of acting again.
+type IdempotencyRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// actor + "\x00" + the client's key.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// sha256 of method, path and body: a reused key with another request
+	// is refused.
+	Fingerprint string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	Index       uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The id of what the original request created or changed.
+	ResultId      string                 `protobuf:"bytes,4,opt,name=result_id,json=resultId,proto3" json:"result_id,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdempotencyRecord) Reset() {
+	*x = IdempotencyRecord{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdempotencyRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdempotencyRecord) ProtoMessage() {}
+
+func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
+func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IdempotencyRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *IdempotencyRecord) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *IdempotencyRecord) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *IdempotencyRecord) GetResultId() string {
+	if x != nil {
+		return x.ResultId
+	}
+	return ""
+}
+
+func (x *IdempotencyRecord) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type AuditEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -505,7 +1670,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[4]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +1682,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[4]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +1695,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -582,6 +1747,780 @@ func (x *AuditEntry) GetDetail() string {
 	return ""
 }
 
+type SetHostLabelsCmd struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// The host's complete new label set.
+	Labels        map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetHostLabelsCmd) Reset() {
+	*x = SetHostLabelsCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostLabelsCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostLabelsCmd) ProtoMessage() {}
+
+func (x *SetHostLabelsCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostLabelsCmd.ProtoReflect.Descriptor instead.
+func (*SetHostLabelsCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetHostLabelsCmd) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *SetHostLabelsCmd) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// RequestQuarantineCmd sets a host's requested quarantine state and
+// records the action that carries it to the agent.
+type RequestQuarantineCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostId        string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Quarantine    bool                   `protobuf:"varint,2,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Action        *Action                `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestQuarantineCmd) Reset() {
+	*x = RequestQuarantineCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestQuarantineCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestQuarantineCmd) ProtoMessage() {}
+
+func (x *RequestQuarantineCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestQuarantineCmd.ProtoReflect.Descriptor instead.
+func (*RequestQuarantineCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RequestQuarantineCmd) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *RequestQuarantineCmd) GetQuarantine() bool {
+	if x != nil {
+		return x.Quarantine
+	}
+	return false
+}
+
+func (x *RequestQuarantineCmd) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RequestQuarantineCmd) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+// CreateActionCmd records a kill, block or hunt-credential action.
+type CreateActionCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        *Action                `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateActionCmd) Reset() {
+	*x = CreateActionCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateActionCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateActionCmd) ProtoMessage() {}
+
+func (x *CreateActionCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateActionCmd.ProtoReflect.Descriptor instead.
+func (*CreateActionCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CreateActionCmd) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+// UpdateActionCmd moves an action along requested -> sent -> acked |
+// failed | expired.
+type UpdateActionCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActionId      string                 `protobuf:"bytes,1,opt,name=action_id,json=actionId,proto3" json:"action_id,omitempty"`
+	State         ActionState            `protobuf:"varint,2,opt,name=state,proto3,enum=palisade.v1.ActionState" json:"state,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateActionCmd) Reset() {
+	*x = UpdateActionCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateActionCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateActionCmd) ProtoMessage() {}
+
+func (x *UpdateActionCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateActionCmd.ProtoReflect.Descriptor instead.
+func (*UpdateActionCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *UpdateActionCmd) GetActionId() string {
+	if x != nil {
+		return x.ActionId
+	}
+	return ""
+}
+
+func (x *UpdateActionCmd) GetState() ActionState {
+	if x != nil {
+		return x.State
+	}
+	return ActionState_ACTION_STATE_UNSPECIFIED
+}
+
+func (x *UpdateActionCmd) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *UpdateActionCmd) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ApplyPolicyCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *PolicyVersion         `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyPolicyCmd) Reset() {
+	*x = ApplyPolicyCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyPolicyCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyPolicyCmd) ProtoMessage() {}
+
+func (x *ApplyPolicyCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyPolicyCmd.ProtoReflect.Descriptor instead.
+func (*ApplyPolicyCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApplyPolicyCmd) GetPolicy() *PolicyVersion {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type RollbackPolicyCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ToVersion     uint64                 `protobuf:"varint,1,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
+	Comment       string                 `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackPolicyCmd) Reset() {
+	*x = RollbackPolicyCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackPolicyCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackPolicyCmd) ProtoMessage() {}
+
+func (x *RollbackPolicyCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackPolicyCmd.ProtoReflect.Descriptor instead.
+func (*RollbackPolicyCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RollbackPolicyCmd) GetToVersion() uint64 {
+	if x != nil {
+		return x.ToVersion
+	}
+	return 0
+}
+
+func (x *RollbackPolicyCmd) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+type CreateIncidentCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Incident      *Incident              `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateIncidentCmd) Reset() {
+	*x = CreateIncidentCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateIncidentCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateIncidentCmd) ProtoMessage() {}
+
+func (x *CreateIncidentCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateIncidentCmd.ProtoReflect.Descriptor instead.
+func (*CreateIncidentCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CreateIncidentCmd) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
+// UpdateIncidentCmd changes an incident's status and/or links alerts and
+// actions to it.
+type UpdateIncidentCmd struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// UNSPECIFIED: leave the status.
+	Status        IncidentStatus `protobuf:"varint,2,opt,name=status,proto3,enum=palisade.v1.IncidentStatus" json:"status,omitempty"`
+	Note          string         `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	AddAlertIds   []string       `protobuf:"bytes,4,rep,name=add_alert_ids,json=addAlertIds,proto3" json:"add_alert_ids,omitempty"`
+	AddActionIds  []string       `protobuf:"bytes,5,rep,name=add_action_ids,json=addActionIds,proto3" json:"add_action_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateIncidentCmd) Reset() {
+	*x = UpdateIncidentCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateIncidentCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateIncidentCmd) ProtoMessage() {}
+
+func (x *UpdateIncidentCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateIncidentCmd.ProtoReflect.Descriptor instead.
+func (*UpdateIncidentCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpdateIncidentCmd) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *UpdateIncidentCmd) GetStatus() IncidentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return IncidentStatus_INCIDENT_STATUS_UNSPECIFIED
+}
+
+func (x *UpdateIncidentCmd) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *UpdateIncidentCmd) GetAddAlertIds() []string {
+	if x != nil {
+		return x.AddAlertIds
+	}
+	return nil
+}
+
+func (x *UpdateIncidentCmd) GetAddActionIds() []string {
+	if x != nil {
+		return x.AddActionIds
+	}
+	return nil
+}
+
+type AddIOCCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ioc           *IOC                   `protobuf:"bytes,1,opt,name=ioc,proto3" json:"ioc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddIOCCmd) Reset() {
+	*x = AddIOCCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddIOCCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddIOCCmd) ProtoMessage() {}
+
+func (x *AddIOCCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddIOCCmd.ProtoReflect.Descriptor instead.
+func (*AddIOCCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AddIOCCmd) GetIoc() *IOC {
+	if x != nil {
+		return x.Ioc
+	}
+	return nil
+}
+
+type RemoveIOCCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IocId         string                 `protobuf:"bytes,1,opt,name=ioc_id,json=iocId,proto3" json:"ioc_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveIOCCmd) Reset() {
+	*x = RemoveIOCCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveIOCCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveIOCCmd) ProtoMessage() {}
+
+func (x *RemoveIOCCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveIOCCmd.ProtoReflect.Descriptor instead.
+func (*RemoveIOCCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RemoveIOCCmd) GetIocId() string {
+	if x != nil {
+		return x.IocId
+	}
+	return ""
+}
+
+type AddLeakedCredentialCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credential    *LeakedCredential      `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddLeakedCredentialCmd) Reset() {
+	*x = AddLeakedCredentialCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddLeakedCredentialCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddLeakedCredentialCmd) ProtoMessage() {}
+
+func (x *AddLeakedCredentialCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddLeakedCredentialCmd.ProtoReflect.Descriptor instead.
+func (*AddLeakedCredentialCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AddLeakedCredentialCmd) GetCredential() *LeakedCredential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+type UpdateLeakedCredentialCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CredentialId  string                 `protobuf:"bytes,1,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	Status        LeakStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=palisade.v1.LeakStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateLeakedCredentialCmd) Reset() {
+	*x = UpdateLeakedCredentialCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateLeakedCredentialCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateLeakedCredentialCmd) ProtoMessage() {}
+
+func (x *UpdateLeakedCredentialCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateLeakedCredentialCmd.ProtoReflect.Descriptor instead.
+func (*UpdateLeakedCredentialCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UpdateLeakedCredentialCmd) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
+func (x *UpdateLeakedCredentialCmd) GetStatus() LeakStatus {
+	if x != nil {
+		return x.Status
+	}
+	return LeakStatus_LEAK_STATUS_UNSPECIFIED
+}
+
+type RevokeAPITokenCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TokenId       string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPITokenCmd) Reset() {
+	*x = RevokeAPITokenCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPITokenCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPITokenCmd) ProtoMessage() {}
+
+func (x *RevokeAPITokenCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPITokenCmd.ProtoReflect.Descriptor instead.
+func (*RevokeAPITokenCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RevokeAPITokenCmd) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+// RegisterNodeCmd records (or updates) a controller node.
+type RegisterNodeCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterNodeCmd) Reset() {
+	*x = RegisterNodeCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterNodeCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterNodeCmd) ProtoMessage() {}
+
+func (x *RegisterNodeCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterNodeCmd.ProtoReflect.Descriptor instead.
+func (*RegisterNodeCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RegisterNodeCmd) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type RemoveNodeCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeCmd) Reset() {
+	*x = RemoveNodeCmd{}
+	mi := &file_palisade_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeCmd) ProtoMessage() {}
+
+func (x *RemoveNodeCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeCmd.ProtoReflect.Descriptor instead.
+func (*RemoveNodeCmd) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RemoveNodeCmd) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type InitClusterCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Info          *ClusterInfo           `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
@@ -591,7 +2530,7 @@ type InitClusterCmd struct {
 
 func (x *InitClusterCmd) Reset() {
 	*x = InitClusterCmd{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[5]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +2542,7 @@ func (x *InitClusterCmd) String() string {
 func (*InitClusterCmd) ProtoMessage() {}
 
 func (x *InitClusterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[5]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +2555,7 @@ func (x *InitClusterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitClusterCmd.ProtoReflect.Descriptor instead.
 func (*InitClusterCmd) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InitClusterCmd) GetInfo() *ClusterInfo {
@@ -635,7 +2574,7 @@ type CreateAPITokenCmd struct {
 
 func (x *CreateAPITokenCmd) Reset() {
 	*x = CreateAPITokenCmd{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[6]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +2586,7 @@ func (x *CreateAPITokenCmd) String() string {
 func (*CreateAPITokenCmd) ProtoMessage() {}
 
 func (x *CreateAPITokenCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[6]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +2599,7 @@ func (x *CreateAPITokenCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPITokenCmd.ProtoReflect.Descriptor instead.
 func (*CreateAPITokenCmd) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateAPITokenCmd) GetToken() *APIToken {
@@ -679,7 +2618,7 @@ type CreateEnrollTokenCmd struct {
 
 func (x *CreateEnrollTokenCmd) Reset() {
 	*x = CreateEnrollTokenCmd{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[7]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +2630,7 @@ func (x *CreateEnrollTokenCmd) String() string {
 func (*CreateEnrollTokenCmd) ProtoMessage() {}
 
 func (x *CreateEnrollTokenCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[7]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +2643,7 @@ func (x *CreateEnrollTokenCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollTokenCmd.ProtoReflect.Descriptor instead.
 func (*CreateEnrollTokenCmd) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateEnrollTokenCmd) GetToken() *EnrollToken {
@@ -726,7 +2665,7 @@ type EnrollHostCmd struct {
 
 func (x *EnrollHostCmd) Reset() {
 	*x = EnrollHostCmd{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[8]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +2677,7 @@ func (x *EnrollHostCmd) String() string {
 func (*EnrollHostCmd) ProtoMessage() {}
 
 func (x *EnrollHostCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[8]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +2690,7 @@ func (x *EnrollHostCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollHostCmd.ProtoReflect.Descriptor instead.
 func (*EnrollHostCmd) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EnrollHostCmd) GetTokenSha256() string {
@@ -779,12 +2718,32 @@ type FSMCommand struct {
 	// An older node that does not know the command skips it instead of
 	// failing (for commands that only add optional state).
 	IgnoreIfUnknown bool `protobuf:"varint,4,opt,name=ignore_if_unknown,json=ignoreIfUnknown,proto3" json:"ignore_if_unknown,omitempty"`
+	// Set when the client sent an Idempotency-Key: see IdempotencyRecord.
+	IdempotencyKey         string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	IdempotencyFingerprint string `protobuf:"bytes,6,opt,name=idempotency_fingerprint,json=idempotencyFingerprint,proto3" json:"idempotency_fingerprint,omitempty"`
+	// The id the command creates or changes, remembered with the key.
+	ResultId string `protobuf:"bytes,7,opt,name=result_id,json=resultId,proto3" json:"result_id,omitempty"`
 	// Types that are valid to be assigned to Cmd:
 	//
 	//	*FSMCommand_InitCluster
 	//	*FSMCommand_CreateApiToken
 	//	*FSMCommand_CreateEnrollToken
 	//	*FSMCommand_EnrollHost
+	//	*FSMCommand_SetHostLabels
+	//	*FSMCommand_RequestQuarantine
+	//	*FSMCommand_CreateAction
+	//	*FSMCommand_UpdateAction
+	//	*FSMCommand_ApplyPolicy
+	//	*FSMCommand_RollbackPolicy
+	//	*FSMCommand_CreateIncident
+	//	*FSMCommand_UpdateIncident
+	//	*FSMCommand_AddIoc
+	//	*FSMCommand_RemoveIoc
+	//	*FSMCommand_AddLeakedCredential
+	//	*FSMCommand_UpdateLeakedCredential
+	//	*FSMCommand_RevokeApiToken
+	//	*FSMCommand_RegisterNode
+	//	*FSMCommand_RemoveNode
 	Cmd           isFSMCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -792,7 +2751,7 @@ type FSMCommand struct {
 
 func (x *FSMCommand) Reset() {
 	*x = FSMCommand{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[9]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +2763,7 @@ func (x *FSMCommand) String() string {
 func (*FSMCommand) ProtoMessage() {}
 
 func (x *FSMCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[9]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +2776,7 @@ func (x *FSMCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FSMCommand.ProtoReflect.Descriptor instead.
 func (*FSMCommand) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FSMCommand) GetTime() *timestamppb.Timestamp {
@@ -846,6 +2805,27 @@ func (x *FSMCommand) GetIgnoreIfUnknown() bool {
 		return x.IgnoreIfUnknown
 	}
 	return false
+}
+
+func (x *FSMCommand) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *FSMCommand) GetIdempotencyFingerprint() string {
+	if x != nil {
+		return x.IdempotencyFingerprint
+	}
+	return ""
+}
+
+func (x *FSMCommand) GetResultId() string {
+	if x != nil {
+		return x.ResultId
+	}
+	return ""
 }
 
 func (x *FSMCommand) GetCmd() isFSMCommand_Cmd {
@@ -891,6 +2871,141 @@ func (x *FSMCommand) GetEnrollHost() *EnrollHostCmd {
 	return nil
 }
 
+func (x *FSMCommand) GetSetHostLabels() *SetHostLabelsCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_SetHostLabels); ok {
+			return x.SetHostLabels
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetRequestQuarantine() *RequestQuarantineCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_RequestQuarantine); ok {
+			return x.RequestQuarantine
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetCreateAction() *CreateActionCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_CreateAction); ok {
+			return x.CreateAction
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetUpdateAction() *UpdateActionCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_UpdateAction); ok {
+			return x.UpdateAction
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetApplyPolicy() *ApplyPolicyCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_ApplyPolicy); ok {
+			return x.ApplyPolicy
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetRollbackPolicy() *RollbackPolicyCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_RollbackPolicy); ok {
+			return x.RollbackPolicy
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetCreateIncident() *CreateIncidentCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_CreateIncident); ok {
+			return x.CreateIncident
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetUpdateIncident() *UpdateIncidentCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_UpdateIncident); ok {
+			return x.UpdateIncident
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetAddIoc() *AddIOCCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_AddIoc); ok {
+			return x.AddIoc
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetRemoveIoc() *RemoveIOCCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_RemoveIoc); ok {
+			return x.RemoveIoc
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetAddLeakedCredential() *AddLeakedCredentialCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_AddLeakedCredential); ok {
+			return x.AddLeakedCredential
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetUpdateLeakedCredential() *UpdateLeakedCredentialCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_UpdateLeakedCredential); ok {
+			return x.UpdateLeakedCredential
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetRevokeApiToken() *RevokeAPITokenCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_RevokeApiToken); ok {
+			return x.RevokeApiToken
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetRegisterNode() *RegisterNodeCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_RegisterNode); ok {
+			return x.RegisterNode
+		}
+	}
+	return nil
+}
+
+func (x *FSMCommand) GetRemoveNode() *RemoveNodeCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*FSMCommand_RemoveNode); ok {
+			return x.RemoveNode
+		}
+	}
+	return nil
+}
+
 type isFSMCommand_Cmd interface {
 	isFSMCommand_Cmd()
 }
@@ -911,6 +3026,66 @@ type FSMCommand_EnrollHost struct {
 	EnrollHost *EnrollHostCmd `protobuf:"bytes,13,opt,name=enroll_host,json=enrollHost,proto3,oneof"`
 }
 
+type FSMCommand_SetHostLabels struct {
+	SetHostLabels *SetHostLabelsCmd `protobuf:"bytes,14,opt,name=set_host_labels,json=setHostLabels,proto3,oneof"`
+}
+
+type FSMCommand_RequestQuarantine struct {
+	RequestQuarantine *RequestQuarantineCmd `protobuf:"bytes,15,opt,name=request_quarantine,json=requestQuarantine,proto3,oneof"`
+}
+
+type FSMCommand_CreateAction struct {
+	CreateAction *CreateActionCmd `protobuf:"bytes,16,opt,name=create_action,json=createAction,proto3,oneof"`
+}
+
+type FSMCommand_UpdateAction struct {
+	UpdateAction *UpdateActionCmd `protobuf:"bytes,17,opt,name=update_action,json=updateAction,proto3,oneof"`
+}
+
+type FSMCommand_ApplyPolicy struct {
+	ApplyPolicy *ApplyPolicyCmd `protobuf:"bytes,18,opt,name=apply_policy,json=applyPolicy,proto3,oneof"`
+}
+
+type FSMCommand_RollbackPolicy struct {
+	RollbackPolicy *RollbackPolicyCmd `protobuf:"bytes,19,opt,name=rollback_policy,json=rollbackPolicy,proto3,oneof"`
+}
+
+type FSMCommand_CreateIncident struct {
+	CreateIncident *CreateIncidentCmd `protobuf:"bytes,20,opt,name=create_incident,json=createIncident,proto3,oneof"`
+}
+
+type FSMCommand_UpdateIncident struct {
+	UpdateIncident *UpdateIncidentCmd `protobuf:"bytes,21,opt,name=update_incident,json=updateIncident,proto3,oneof"`
+}
+
+type FSMCommand_AddIoc struct {
+	AddIoc *AddIOCCmd `protobuf:"bytes,22,opt,name=add_ioc,json=addIoc,proto3,oneof"`
+}
+
+type FSMCommand_RemoveIoc struct {
+	RemoveIoc *RemoveIOCCmd `protobuf:"bytes,23,opt,name=remove_ioc,json=removeIoc,proto3,oneof"`
+}
+
+type FSMCommand_AddLeakedCredential struct {
+	AddLeakedCredential *AddLeakedCredentialCmd `protobuf:"bytes,24,opt,name=add_leaked_credential,json=addLeakedCredential,proto3,oneof"`
+}
+
+type FSMCommand_UpdateLeakedCredential struct {
+	UpdateLeakedCredential *UpdateLeakedCredentialCmd `protobuf:"bytes,25,opt,name=update_leaked_credential,json=updateLeakedCredential,proto3,oneof"`
+}
+
+type FSMCommand_RevokeApiToken struct {
+	RevokeApiToken *RevokeAPITokenCmd `protobuf:"bytes,26,opt,name=revoke_api_token,json=revokeApiToken,proto3,oneof"`
+}
+
+type FSMCommand_RegisterNode struct {
+	RegisterNode *RegisterNodeCmd `protobuf:"bytes,27,opt,name=register_node,json=registerNode,proto3,oneof"`
+}
+
+type FSMCommand_RemoveNode struct {
+	RemoveNode *RemoveNodeCmd `protobuf:"bytes,28,opt,name=remove_node,json=removeNode,proto3,oneof"`
+}
+
 func (*FSMCommand_InitCluster) isFSMCommand_Cmd() {}
 
 func (*FSMCommand_CreateApiToken) isFSMCommand_Cmd() {}
@@ -918,6 +3093,36 @@ func (*FSMCommand_CreateApiToken) isFSMCommand_Cmd() {}
 func (*FSMCommand_CreateEnrollToken) isFSMCommand_Cmd() {}
 
 func (*FSMCommand_EnrollHost) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_SetHostLabels) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_RequestQuarantine) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_CreateAction) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_UpdateAction) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_ApplyPolicy) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_RollbackPolicy) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_CreateIncident) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_UpdateIncident) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_AddIoc) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_RemoveIoc) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_AddLeakedCredential) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_UpdateLeakedCredential) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_RevokeApiToken) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_RegisterNode) isFSMCommand_Cmd() {}
+
+func (*FSMCommand_RemoveNode) isFSMCommand_Cmd() {}
 
 // SnapshotRecord is one length-delimited record of an FSM snapshot; the
 // first record of a snapshot is its header.
@@ -931,6 +3136,13 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_EnrollToken
 	//	*SnapshotRecord_Host
 	//	*SnapshotRecord_Audit
+	//	*SnapshotRecord_Policy
+	//	*SnapshotRecord_Incident
+	//	*SnapshotRecord_Action
+	//	*SnapshotRecord_Ioc
+	//	*SnapshotRecord_LeakedCredential
+	//	*SnapshotRecord_Node
+	//	*SnapshotRecord_Idempotency
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -938,7 +3150,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[10]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +3162,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[10]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +3175,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1027,6 +3239,69 @@ func (x *SnapshotRecord) GetAudit() *AuditEntry {
 	return nil
 }
 
+func (x *SnapshotRecord) GetPolicy() *PolicyVersion {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Policy); ok {
+			return x.Policy
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetIncident() *Incident {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Incident); ok {
+			return x.Incident
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetAction() *Action {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Action); ok {
+			return x.Action
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetIoc() *IOC {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Ioc); ok {
+			return x.Ioc
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetLeakedCredential() *LeakedCredential {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_LeakedCredential); ok {
+			return x.LeakedCredential
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetNode() *Node {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Node); ok {
+			return x.Node
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetIdempotency() *IdempotencyRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Idempotency); ok {
+			return x.Idempotency
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1055,6 +3330,34 @@ type SnapshotRecord_Audit struct {
 	Audit *AuditEntry `protobuf:"bytes,6,opt,name=audit,proto3,oneof"`
 }
 
+type SnapshotRecord_Policy struct {
+	Policy *PolicyVersion `protobuf:"bytes,7,opt,name=policy,proto3,oneof"`
+}
+
+type SnapshotRecord_Incident struct {
+	Incident *Incident `protobuf:"bytes,8,opt,name=incident,proto3,oneof"`
+}
+
+type SnapshotRecord_Action struct {
+	Action *Action `protobuf:"bytes,9,opt,name=action,proto3,oneof"`
+}
+
+type SnapshotRecord_Ioc struct {
+	Ioc *IOC `protobuf:"bytes,10,opt,name=ioc,proto3,oneof"`
+}
+
+type SnapshotRecord_LeakedCredential struct {
+	LeakedCredential *LeakedCredential `protobuf:"bytes,11,opt,name=leaked_credential,json=leakedCredential,proto3,oneof"`
+}
+
+type SnapshotRecord_Node struct {
+	Node *Node `protobuf:"bytes,12,opt,name=node,proto3,oneof"`
+}
+
+type SnapshotRecord_Idempotency struct {
+	Idempotency *IdempotencyRecord `protobuf:"bytes,13,opt,name=idempotency,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Header) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Cluster) isSnapshotRecord_Record() {}
@@ -1067,6 +3370,20 @@ func (*SnapshotRecord_Host) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Audit) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Policy) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Incident) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Action) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Ioc) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_LeakedCredential) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Node) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Idempotency) isSnapshotRecord_Record() {}
+
 type SnapshotHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Format        uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
@@ -1078,7 +3395,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_palisade_v1_fsm_proto_msgTypes[11]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +3407,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_fsm_proto_msgTypes[11]
+	mi := &file_palisade_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +3420,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_palisade_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotHeader) GetFormat() uint32 {
@@ -1131,7 +3448,7 @@ var File_palisade_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x15palisade/v1/fsm.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x01\n" +
+	"\x15palisade/v1/fsm.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18palisade/v1/policy.proto\"\xea\x01\n" +
 	"\vClusterInfo\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12!\n" +
@@ -1139,7 +3456,7 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\x12signing_public_key\x18\x03 \x01(\fR\x10signingPublicKey\x129\n" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x120\n" +
-	"\x14controller_nkey_seed\x18\x05 \x01(\fR\x12controllerNkeySeed\"\x9c\x02\n" +
+	"\x14controller_nkey_seed\x18\x05 \x01(\fR\x12controllerNkeySeed\"\xf6\x02\n" +
 	"\bAPIToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -1151,7 +3468,12 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
 	"\arevoked\x18\a \x01(\bR\arevoked\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\b \x01(\tR\tcreatedBy\"\x9a\x03\n" +
+	"created_by\x18\b \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"revoked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\n" +
+	" \x01(\tR\trevokedBy\"\x9a\x03\n" +
 	"\vEnrollToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x129\n" +
@@ -1167,7 +3489,7 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2$.palisade.v1.EnrollToken.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x04\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x0e\n" +
@@ -1182,10 +3504,115 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\vquarantined\x18\n" +
 	" \x01(\bR\vquarantined\x12+\n" +
 	"\x11quarantine_reason\x18\v \x01(\tR\x10quarantineReason\x12&\n" +
-	"\x0fenroll_token_id\x18\f \x01(\tR\renrollTokenId\x1a9\n" +
+	"\x0fenroll_token_id\x18\f \x01(\tR\renrollTokenId\x12N\n" +
+	"\x15quarantine_changed_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x13quarantineChangedAt\x120\n" +
+	"\x14quarantine_action_id\x18\x0e \x01(\tR\x12quarantineActionId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x02\n" +
+	"\rPolicyVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x121\n" +
+	"\x06bundle\x18\x02 \x01(\v2\x19.palisade.v1.PolicyBundleR\x06bundle\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\fR\x06source\x12\x1f\n" +
+	"\vsource_name\x18\x04 \x01(\tR\n" +
+	"sourceName\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x06 \x01(\tR\tcreatedBy\x12\x18\n" +
+	"\acomment\x18\a \x01(\tR\acomment\x12(\n" +
+	"\x10rolled_back_from\x18\b \x01(\x04R\x0erolledBackFrom\"\xdf\x04\n" +
+	"\bIncident\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\x12\x1a\n" +
+	"\bseverity\x18\x04 \x01(\tR\bseverity\x123\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x1b.palisade.v1.IncidentStatusR\x06status\x12\x14\n" +
+	"\x05title\x18\x06 \x01(\tR\x05title\x12\x1b\n" +
+	"\talert_ids\x18\a \x03(\tR\balertIds\x12\x1d\n" +
+	"\n" +
+	"action_ids\x18\b \x03(\tR\tactionIds\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy\x12'\n" +
+	"\x0facknowledged_by\x18\f \x01(\tR\x0eacknowledgedBy\x12C\n" +
+	"\x0facknowledged_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0eacknowledgedAt\x12\x1f\n" +
+	"\vresolved_by\x18\x0e \x01(\tR\n" +
+	"resolvedBy\x12;\n" +
+	"\vresolved_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x12\x12\n" +
+	"\x04note\x18\x10 \x01(\tR\x04note\"\x9f\x05\n" +
+	"\x06Action\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12+\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x17.palisade.v1.ActionKindR\x04kind\x12.\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x18.palisade.v1.ActionStateR\x05state\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vincident_id\x18\a \x01(\tR\n" +
+	"incidentId\x12=\n" +
+	"\frequested_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x123\n" +
+	"\asent_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12;\n" +
+	"\vfinished_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x10\n" +
+	"\x03pid\x18\r \x01(\rR\x03pid\x12H\n" +
+	"\x12process_start_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x10processStartTime\x12\x12\n" +
+	"\x04tree\x18\x0f \x01(\bR\x04tree\x12\x12\n" +
+	"\x04cidr\x18\x10 \x01(\tR\x04cidr\x12\"\n" +
+	"\rkey_id_sha256\x18\x11 \x01(\tR\vkeyIdSha256\x12\x16\n" +
+	"\x06detail\x18\x12 \x01(\tR\x06detail\"\x9c\x02\n" +
+	"\x03IOC\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x14.palisade.v1.IOCTypeR\x04type\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x18\n" +
+	"\acomment\x18\x05 \x01(\tR\acomment\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\b \x01(\tR\tcreatedBy\"\xc8\x03\n" +
+	"\x10LeakedCredential\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\"\n" +
+	"\rkey_id_masked\x18\x03 \x01(\tR\vkeyIdMasked\x12\"\n" +
+	"\rkey_id_sha256\x18\x04 \x01(\tR\vkeyIdSha256\x12\"\n" +
+	"\rkey_id_prefix\x18\x05 \x01(\tR\vkeyIdPrefix\x12\"\n" +
+	"\rkey_id_length\x18\x06 \x01(\rR\vkeyIdLength\x12\x1f\n" +
+	"\vreported_by\x18\a \x01(\tR\n" +
+	"reportedBy\x12\x16\n" +
+	"\x06source\x18\b \x01(\tR\x06source\x12/\n" +
+	"\x06status\x18\t \x01(\x0e2\x17.palisade.v1.LeakStatusR\x06status\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
+	"\acomment\x18\f \x01(\tR\acomment\"\xe7\x01\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x17\n" +
+	"\aapi_url\x18\x03 \x01(\tR\x06apiUrl\x120\n" +
+	"\x14nats_cluster_address\x18\x04 \x01(\tR\x12natsClusterAddress\x12&\n" +
+	"\x0fnats_client_url\x18\x05 \x01(\tR\rnatsClientUrl\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xb5\x01\n" +
+	"\x11IdempotencyRecord\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1b\n" +
+	"\tresult_id\x18\x04 \x01(\tR\bresultId\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xcf\x01\n" +
 	"\n" +
 	"AuditEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
@@ -1195,7 +3622,59 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\x06target\x18\x05 \x01(\tR\x06target\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x16\n" +
-	"\x06detail\x18\a \x01(\tR\x06detail\">\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"\xa9\x01\n" +
+	"\x10SetHostLabelsCmd\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12A\n" +
+	"\x06labels\x18\x02 \x03(\v2).palisade.v1.SetHostLabelsCmd.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\x14RequestQuarantineCmd\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1e\n" +
+	"\n" +
+	"quarantine\x18\x02 \x01(\bR\n" +
+	"quarantine\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12+\n" +
+	"\x06action\x18\x04 \x01(\v2\x13.palisade.v1.ActionR\x06action\">\n" +
+	"\x0fCreateActionCmd\x12+\n" +
+	"\x06action\x18\x01 \x01(\v2\x13.palisade.v1.ActionR\x06action\"\x8c\x01\n" +
+	"\x0fUpdateActionCmd\x12\x1b\n" +
+	"\taction_id\x18\x01 \x01(\tR\bactionId\x12.\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x18.palisade.v1.ActionStateR\x05state\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"D\n" +
+	"\x0eApplyPolicyCmd\x122\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1a.palisade.v1.PolicyVersionR\x06policy\"L\n" +
+	"\x11RollbackPolicyCmd\x12\x1d\n" +
+	"\n" +
+	"to_version\x18\x01 \x01(\x04R\ttoVersion\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"F\n" +
+	"\x11CreateIncidentCmd\x121\n" +
+	"\bincident\x18\x01 \x01(\v2\x15.palisade.v1.IncidentR\bincident\"\xc7\x01\n" +
+	"\x11UpdateIncidentCmd\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x123\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1b.palisade.v1.IncidentStatusR\x06status\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\"\n" +
+	"\radd_alert_ids\x18\x04 \x03(\tR\vaddAlertIds\x12$\n" +
+	"\x0eadd_action_ids\x18\x05 \x03(\tR\faddActionIds\"/\n" +
+	"\tAddIOCCmd\x12\"\n" +
+	"\x03ioc\x18\x01 \x01(\v2\x10.palisade.v1.IOCR\x03ioc\"%\n" +
+	"\fRemoveIOCCmd\x12\x15\n" +
+	"\x06ioc_id\x18\x01 \x01(\tR\x05iocId\"W\n" +
+	"\x16AddLeakedCredentialCmd\x12=\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1d.palisade.v1.LeakedCredentialR\n" +
+	"credential\"q\n" +
+	"\x19UpdateLeakedCredentialCmd\x12#\n" +
+	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\x12/\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x17.palisade.v1.LeakStatusR\x06status\".\n" +
+	"\x11RevokeAPITokenCmd\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\"8\n" +
+	"\x0fRegisterNodeCmd\x12%\n" +
+	"\x04node\x18\x01 \x01(\v2\x11.palisade.v1.NodeR\x04node\"(\n" +
+	"\rRemoveNodeCmd\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\">\n" +
 	"\x0eInitClusterCmd\x12,\n" +
 	"\x04info\x18\x01 \x01(\v2\x18.palisade.v1.ClusterInfoR\x04info\"@\n" +
 	"\x11CreateAPITokenCmd\x12+\n" +
@@ -1204,28 +3683,56 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\v2\x18.palisade.v1.EnrollTokenR\x05token\"Y\n" +
 	"\rEnrollHostCmd\x12!\n" +
 	"\ftoken_sha256\x18\x01 \x01(\tR\vtokenSha256\x12%\n" +
-	"\x04host\x18\x02 \x01(\v2\x11.palisade.v1.HostR\x04host\"\xc6\x03\n" +
+	"\x04host\x18\x02 \x01(\v2\x11.palisade.v1.HostR\x04host\"\x8d\r\n" +
 	"\n" +
 	"FSMCommand\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12*\n" +
-	"\x11ignore_if_unknown\x18\x04 \x01(\bR\x0fignoreIfUnknown\x12@\n" +
+	"\x11ignore_if_unknown\x18\x04 \x01(\bR\x0fignoreIfUnknown\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x127\n" +
+	"\x17idempotency_fingerprint\x18\x06 \x01(\tR\x16idempotencyFingerprint\x12\x1b\n" +
+	"\tresult_id\x18\a \x01(\tR\bresultId\x12@\n" +
 	"\finit_cluster\x18\n" +
 	" \x01(\v2\x1b.palisade.v1.InitClusterCmdH\x00R\vinitCluster\x12J\n" +
 	"\x10create_api_token\x18\v \x01(\v2\x1e.palisade.v1.CreateAPITokenCmdH\x00R\x0ecreateApiToken\x12S\n" +
 	"\x13create_enroll_token\x18\f \x01(\v2!.palisade.v1.CreateEnrollTokenCmdH\x00R\x11createEnrollToken\x12=\n" +
 	"\venroll_host\x18\r \x01(\v2\x1a.palisade.v1.EnrollHostCmdH\x00R\n" +
-	"enrollHostB\x05\n" +
-	"\x03cmd\"\xd6\x02\n" +
+	"enrollHost\x12G\n" +
+	"\x0fset_host_labels\x18\x0e \x01(\v2\x1d.palisade.v1.SetHostLabelsCmdH\x00R\rsetHostLabels\x12R\n" +
+	"\x12request_quarantine\x18\x0f \x01(\v2!.palisade.v1.RequestQuarantineCmdH\x00R\x11requestQuarantine\x12C\n" +
+	"\rcreate_action\x18\x10 \x01(\v2\x1c.palisade.v1.CreateActionCmdH\x00R\fcreateAction\x12C\n" +
+	"\rupdate_action\x18\x11 \x01(\v2\x1c.palisade.v1.UpdateActionCmdH\x00R\fupdateAction\x12@\n" +
+	"\fapply_policy\x18\x12 \x01(\v2\x1b.palisade.v1.ApplyPolicyCmdH\x00R\vapplyPolicy\x12I\n" +
+	"\x0frollback_policy\x18\x13 \x01(\v2\x1e.palisade.v1.RollbackPolicyCmdH\x00R\x0erollbackPolicy\x12I\n" +
+	"\x0fcreate_incident\x18\x14 \x01(\v2\x1e.palisade.v1.CreateIncidentCmdH\x00R\x0ecreateIncident\x12I\n" +
+	"\x0fupdate_incident\x18\x15 \x01(\v2\x1e.palisade.v1.UpdateIncidentCmdH\x00R\x0eupdateIncident\x121\n" +
+	"\aadd_ioc\x18\x16 \x01(\v2\x16.palisade.v1.AddIOCCmdH\x00R\x06addIoc\x12:\n" +
+	"\n" +
+	"remove_ioc\x18\x17 \x01(\v2\x19.palisade.v1.RemoveIOCCmdH\x00R\tremoveIoc\x12Y\n" +
+	"\x15add_leaked_credential\x18\x18 \x01(\v2#.palisade.v1.AddLeakedCredentialCmdH\x00R\x13addLeakedCredential\x12b\n" +
+	"\x18update_leaked_credential\x18\x19 \x01(\v2&.palisade.v1.UpdateLeakedCredentialCmdH\x00R\x16updateLeakedCredential\x12J\n" +
+	"\x10revoke_api_token\x18\x1a \x01(\v2\x1e.palisade.v1.RevokeAPITokenCmdH\x00R\x0erevokeApiToken\x12C\n" +
+	"\rregister_node\x18\x1b \x01(\v2\x1c.palisade.v1.RegisterNodeCmdH\x00R\fregisterNode\x12=\n" +
+	"\vremove_node\x18\x1c \x01(\v2\x1a.palisade.v1.RemoveNodeCmdH\x00R\n" +
+	"removeNodeB\x05\n" +
+	"\x03cmd\"\xd1\x05\n" +
 	"\x0eSnapshotRecord\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.palisade.v1.SnapshotHeaderH\x00R\x06header\x124\n" +
 	"\acluster\x18\x02 \x01(\v2\x18.palisade.v1.ClusterInfoH\x00R\acluster\x124\n" +
 	"\tapi_token\x18\x03 \x01(\v2\x15.palisade.v1.APITokenH\x00R\bapiToken\x12=\n" +
 	"\fenroll_token\x18\x04 \x01(\v2\x18.palisade.v1.EnrollTokenH\x00R\venrollToken\x12'\n" +
 	"\x04host\x18\x05 \x01(\v2\x11.palisade.v1.HostH\x00R\x04host\x12/\n" +
-	"\x05audit\x18\x06 \x01(\v2\x17.palisade.v1.AuditEntryH\x00R\x05auditB\b\n" +
+	"\x05audit\x18\x06 \x01(\v2\x17.palisade.v1.AuditEntryH\x00R\x05audit\x124\n" +
+	"\x06policy\x18\a \x01(\v2\x1a.palisade.v1.PolicyVersionH\x00R\x06policy\x123\n" +
+	"\bincident\x18\b \x01(\v2\x15.palisade.v1.IncidentH\x00R\bincident\x12-\n" +
+	"\x06action\x18\t \x01(\v2\x13.palisade.v1.ActionH\x00R\x06action\x12$\n" +
+	"\x03ioc\x18\n" +
+	" \x01(\v2\x10.palisade.v1.IOCH\x00R\x03ioc\x12L\n" +
+	"\x11leaked_credential\x18\v \x01(\v2\x1d.palisade.v1.LeakedCredentialH\x00R\x10leakedCredential\x12'\n" +
+	"\x04node\x18\f \x01(\v2\x11.palisade.v1.NodeH\x00R\x04node\x12B\n" +
+	"\vidempotency\x18\r \x01(\v2\x1e.palisade.v1.IdempotencyRecordH\x00R\vidempotencyB\b\n" +
 	"\x06record\"w\n" +
 	"\x0eSnapshotHeader\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x1d\n" +
@@ -1237,7 +3744,38 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\vROLE_VIEWER\x10\x01\x12\x12\n" +
 	"\x0eROLE_RESPONDER\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x03B?Z=github.com/palisade-sec/palisade/proto/palisade/v1;palisadev1b\x06proto3"
+	"ROLE_ADMIN\x10\x03*\x8b\x01\n" +
+	"\x0eIncidentStatus\x12\x1f\n" +
+	"\x1bINCIDENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14INCIDENT_STATUS_OPEN\x10\x01\x12 \n" +
+	"\x1cINCIDENT_STATUS_ACKNOWLEDGED\x10\x02\x12\x1c\n" +
+	"\x18INCIDENT_STATUS_RESOLVED\x10\x03*\xac\x01\n" +
+	"\n" +
+	"ActionKind\x12\x1b\n" +
+	"\x17ACTION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16ACTION_KIND_QUARANTINE\x10\x01\x12\x17\n" +
+	"\x13ACTION_KIND_RELEASE\x10\x02\x12\x14\n" +
+	"\x10ACTION_KIND_KILL\x10\x03\x12\x15\n" +
+	"\x11ACTION_KIND_BLOCK\x10\x04\x12\x1f\n" +
+	"\x1bACTION_KIND_HUNT_CREDENTIAL\x10\x05*\xa9\x01\n" +
+	"\vActionState\x12\x1c\n" +
+	"\x18ACTION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16ACTION_STATE_REQUESTED\x10\x01\x12\x15\n" +
+	"\x11ACTION_STATE_SENT\x10\x02\x12\x16\n" +
+	"\x12ACTION_STATE_ACKED\x10\x03\x12\x17\n" +
+	"\x13ACTION_STATE_FAILED\x10\x04\x12\x18\n" +
+	"\x14ACTION_STATE_EXPIRED\x10\x05*\\\n" +
+	"\aIOCType\x12\x18\n" +
+	"\x14IOC_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vIOC_TYPE_IP\x10\x01\x12\x11\n" +
+	"\rIOC_TYPE_CIDR\x10\x02\x12\x13\n" +
+	"\x0fIOC_TYPE_SHA256\x10\x03*u\n" +
+	"\n" +
+	"LeakStatus\x12\x1b\n" +
+	"\x17LEAK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12LEAK_STATUS_ACTIVE\x10\x01\x12\x19\n" +
+	"\x15LEAK_STATUS_CONTAINED\x10\x02\x12\x17\n" +
+	"\x13LEAK_STATUS_REVOKED\x10\x03B?Z=github.com/palisade-sec/palisade/proto/palisade/v1;palisadev1b\x06proto3"
 
 var (
 	file_palisade_v1_fsm_proto_rawDescOnce sync.Once
@@ -1251,59 +3789,145 @@ func file_palisade_v1_fsm_proto_rawDescGZIP() []byte {
 	return file_palisade_v1_fsm_proto_rawDescData
 }
 
-var file_palisade_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_palisade_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_palisade_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_palisade_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_palisade_v1_fsm_proto_goTypes = []any{
-	(Role)(0),                     // 0: palisade.v1.Role
-	(*ClusterInfo)(nil),           // 1: palisade.v1.ClusterInfo
-	(*APIToken)(nil),              // 2: palisade.v1.APIToken
-	(*EnrollToken)(nil),           // 3: palisade.v1.EnrollToken
-	(*Host)(nil),                  // 4: palisade.v1.Host
-	(*AuditEntry)(nil),            // 5: palisade.v1.AuditEntry
-	(*InitClusterCmd)(nil),        // 6: palisade.v1.InitClusterCmd
-	(*CreateAPITokenCmd)(nil),     // 7: palisade.v1.CreateAPITokenCmd
-	(*CreateEnrollTokenCmd)(nil),  // 8: palisade.v1.CreateEnrollTokenCmd
-	(*EnrollHostCmd)(nil),         // 9: palisade.v1.EnrollHostCmd
-	(*FSMCommand)(nil),            // 10: palisade.v1.FSMCommand
-	(*SnapshotRecord)(nil),        // 11: palisade.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),        // 12: palisade.v1.SnapshotHeader
-	nil,                           // 13: palisade.v1.EnrollToken.LabelsEntry
-	nil,                           // 14: palisade.v1.Host.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(Role)(0),                         // 0: palisade.v1.Role
+	(IncidentStatus)(0),               // 1: palisade.v1.IncidentStatus
+	(ActionKind)(0),                   // 2: palisade.v1.ActionKind
+	(ActionState)(0),                  // 3: palisade.v1.ActionState
+	(IOCType)(0),                      // 4: palisade.v1.IOCType
+	(LeakStatus)(0),                   // 5: palisade.v1.LeakStatus
+	(*ClusterInfo)(nil),               // 6: palisade.v1.ClusterInfo
+	(*APIToken)(nil),                  // 7: palisade.v1.APIToken
+	(*EnrollToken)(nil),               // 8: palisade.v1.EnrollToken
+	(*Host)(nil),                      // 9: palisade.v1.Host
+	(*PolicyVersion)(nil),             // 10: palisade.v1.PolicyVersion
+	(*Incident)(nil),                  // 11: palisade.v1.Incident
+	(*Action)(nil),                    // 12: palisade.v1.Action
+	(*IOC)(nil),                       // 13: palisade.v1.IOC
+	(*LeakedCredential)(nil),          // 14: palisade.v1.LeakedCredential
+	(*Node)(nil),                      // 15: palisade.v1.Node
+	(*IdempotencyRecord)(nil),         // 16: palisade.v1.IdempotencyRecord
+	(*AuditEntry)(nil),                // 17: palisade.v1.AuditEntry
+	(*SetHostLabelsCmd)(nil),          // 18: palisade.v1.SetHostLabelsCmd
+	(*RequestQuarantineCmd)(nil),      // 19: palisade.v1.RequestQuarantineCmd
+	(*CreateActionCmd)(nil),           // 20: palisade.v1.CreateActionCmd
+	(*UpdateActionCmd)(nil),           // 21: palisade.v1.UpdateActionCmd
+	(*ApplyPolicyCmd)(nil),            // 22: palisade.v1.ApplyPolicyCmd
+	(*RollbackPolicyCmd)(nil),         // 23: palisade.v1.RollbackPolicyCmd
+	(*CreateIncidentCmd)(nil),         // 24: palisade.v1.CreateIncidentCmd
+	(*UpdateIncidentCmd)(nil),         // 25: palisade.v1.UpdateIncidentCmd
+	(*AddIOCCmd)(nil),                 // 26: palisade.v1.AddIOCCmd
+	(*RemoveIOCCmd)(nil),              // 27: palisade.v1.RemoveIOCCmd
+	(*AddLeakedCredentialCmd)(nil),    // 28: palisade.v1.AddLeakedCredentialCmd
+	(*UpdateLeakedCredentialCmd)(nil), // 29: palisade.v1.UpdateLeakedCredentialCmd
+	(*RevokeAPITokenCmd)(nil),         // 30: palisade.v1.RevokeAPITokenCmd
+	(*RegisterNodeCmd)(nil),           // 31: palisade.v1.RegisterNodeCmd
+	(*RemoveNodeCmd)(nil),             // 32: palisade.v1.RemoveNodeCmd
+	(*InitClusterCmd)(nil),            // 33: palisade.v1.InitClusterCmd
+	(*CreateAPITokenCmd)(nil),         // 34: palisade.v1.CreateAPITokenCmd
+	(*CreateEnrollTokenCmd)(nil),      // 35: palisade.v1.CreateEnrollTokenCmd
+	(*EnrollHostCmd)(nil),             // 36: palisade.v1.EnrollHostCmd
+	(*FSMCommand)(nil),                // 37: palisade.v1.FSMCommand
+	(*SnapshotRecord)(nil),            // 38: palisade.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),            // 39: palisade.v1.SnapshotHeader
+	nil,                               // 40: palisade.v1.EnrollToken.LabelsEntry
+	nil,                               // 41: palisade.v1.Host.LabelsEntry
+	nil,                               // 42: palisade.v1.SetHostLabelsCmd.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 43: google.protobuf.Timestamp
+	(*PolicyBundle)(nil),              // 44: palisade.v1.PolicyBundle
 }
 var file_palisade_v1_fsm_proto_depIdxs = []int32{
-	15, // 0: palisade.v1.ClusterInfo.created_at:type_name -> google.protobuf.Timestamp
+	43, // 0: palisade.v1.ClusterInfo.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: palisade.v1.APIToken.role:type_name -> palisade.v1.Role
-	15, // 2: palisade.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
-	15, // 3: palisade.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 4: palisade.v1.EnrollToken.created_at:type_name -> google.protobuf.Timestamp
-	15, // 5: palisade.v1.EnrollToken.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 6: palisade.v1.EnrollToken.used_at:type_name -> google.protobuf.Timestamp
-	13, // 7: palisade.v1.EnrollToken.labels:type_name -> palisade.v1.EnrollToken.LabelsEntry
-	15, // 8: palisade.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	14, // 9: palisade.v1.Host.labels:type_name -> palisade.v1.Host.LabelsEntry
-	15, // 10: palisade.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	1,  // 11: palisade.v1.InitClusterCmd.info:type_name -> palisade.v1.ClusterInfo
-	2,  // 12: palisade.v1.CreateAPITokenCmd.token:type_name -> palisade.v1.APIToken
-	3,  // 13: palisade.v1.CreateEnrollTokenCmd.token:type_name -> palisade.v1.EnrollToken
-	4,  // 14: palisade.v1.EnrollHostCmd.host:type_name -> palisade.v1.Host
-	15, // 15: palisade.v1.FSMCommand.time:type_name -> google.protobuf.Timestamp
-	6,  // 16: palisade.v1.FSMCommand.init_cluster:type_name -> palisade.v1.InitClusterCmd
-	7,  // 17: palisade.v1.FSMCommand.create_api_token:type_name -> palisade.v1.CreateAPITokenCmd
-	8,  // 18: palisade.v1.FSMCommand.create_enroll_token:type_name -> palisade.v1.CreateEnrollTokenCmd
-	9,  // 19: palisade.v1.FSMCommand.enroll_host:type_name -> palisade.v1.EnrollHostCmd
-	12, // 20: palisade.v1.SnapshotRecord.header:type_name -> palisade.v1.SnapshotHeader
-	1,  // 21: palisade.v1.SnapshotRecord.cluster:type_name -> palisade.v1.ClusterInfo
-	2,  // 22: palisade.v1.SnapshotRecord.api_token:type_name -> palisade.v1.APIToken
-	3,  // 23: palisade.v1.SnapshotRecord.enroll_token:type_name -> palisade.v1.EnrollToken
-	4,  // 24: palisade.v1.SnapshotRecord.host:type_name -> palisade.v1.Host
-	5,  // 25: palisade.v1.SnapshotRecord.audit:type_name -> palisade.v1.AuditEntry
-	15, // 26: palisade.v1.SnapshotHeader.time:type_name -> google.protobuf.Timestamp
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	43, // 2: palisade.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	43, // 3: palisade.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 4: palisade.v1.APIToken.revoked_at:type_name -> google.protobuf.Timestamp
+	43, // 5: palisade.v1.EnrollToken.created_at:type_name -> google.protobuf.Timestamp
+	43, // 6: palisade.v1.EnrollToken.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 7: palisade.v1.EnrollToken.used_at:type_name -> google.protobuf.Timestamp
+	40, // 8: palisade.v1.EnrollToken.labels:type_name -> palisade.v1.EnrollToken.LabelsEntry
+	43, // 9: palisade.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	41, // 10: palisade.v1.Host.labels:type_name -> palisade.v1.Host.LabelsEntry
+	43, // 11: palisade.v1.Host.quarantine_changed_at:type_name -> google.protobuf.Timestamp
+	44, // 12: palisade.v1.PolicyVersion.bundle:type_name -> palisade.v1.PolicyBundle
+	43, // 13: palisade.v1.PolicyVersion.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 14: palisade.v1.Incident.status:type_name -> palisade.v1.IncidentStatus
+	43, // 15: palisade.v1.Incident.created_at:type_name -> google.protobuf.Timestamp
+	43, // 16: palisade.v1.Incident.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 17: palisade.v1.Incident.acknowledged_at:type_name -> google.protobuf.Timestamp
+	43, // 18: palisade.v1.Incident.resolved_at:type_name -> google.protobuf.Timestamp
+	2,  // 19: palisade.v1.Action.kind:type_name -> palisade.v1.ActionKind
+	3,  // 20: palisade.v1.Action.state:type_name -> palisade.v1.ActionState
+	43, // 21: palisade.v1.Action.requested_at:type_name -> google.protobuf.Timestamp
+	43, // 22: palisade.v1.Action.sent_at:type_name -> google.protobuf.Timestamp
+	43, // 23: palisade.v1.Action.finished_at:type_name -> google.protobuf.Timestamp
+	43, // 24: palisade.v1.Action.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 25: palisade.v1.Action.process_start_time:type_name -> google.protobuf.Timestamp
+	4,  // 26: palisade.v1.IOC.type:type_name -> palisade.v1.IOCType
+	43, // 27: palisade.v1.IOC.created_at:type_name -> google.protobuf.Timestamp
+	43, // 28: palisade.v1.IOC.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 29: palisade.v1.LeakedCredential.status:type_name -> palisade.v1.LeakStatus
+	43, // 30: palisade.v1.LeakedCredential.created_at:type_name -> google.protobuf.Timestamp
+	43, // 31: palisade.v1.LeakedCredential.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 32: palisade.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 33: palisade.v1.IdempotencyRecord.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 34: palisade.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	42, // 35: palisade.v1.SetHostLabelsCmd.labels:type_name -> palisade.v1.SetHostLabelsCmd.LabelsEntry
+	12, // 36: palisade.v1.RequestQuarantineCmd.action:type_name -> palisade.v1.Action
+	12, // 37: palisade.v1.CreateActionCmd.action:type_name -> palisade.v1.Action
+	3,  // 38: palisade.v1.UpdateActionCmd.state:type_name -> palisade.v1.ActionState
+	10, // 39: palisade.v1.ApplyPolicyCmd.policy:type_name -> palisade.v1.PolicyVersion
+	11, // 40: palisade.v1.CreateIncidentCmd.incident:type_name -> palisade.v1.Incident
+	1,  // 41: palisade.v1.UpdateIncidentCmd.status:type_name -> palisade.v1.IncidentStatus
+	13, // 42: palisade.v1.AddIOCCmd.ioc:type_name -> palisade.v1.IOC
+	14, // 43: palisade.v1.AddLeakedCredentialCmd.credential:type_name -> palisade.v1.LeakedCredential
+	5,  // 44: palisade.v1.UpdateLeakedCredentialCmd.status:type_name -> palisade.v1.LeakStatus
+	15, // 45: palisade.v1.RegisterNodeCmd.node:type_name -> palisade.v1.Node
+	6,  // 46: palisade.v1.InitClusterCmd.info:type_name -> palisade.v1.ClusterInfo
+	7,  // 47: palisade.v1.CreateAPITokenCmd.token:type_name -> palisade.v1.APIToken
+	8,  // 48: palisade.v1.CreateEnrollTokenCmd.token:type_name -> palisade.v1.EnrollToken
+	9,  // 49: palisade.v1.EnrollHostCmd.host:type_name -> palisade.v1.Host
+	43, // 50: palisade.v1.FSMCommand.time:type_name -> google.protobuf.Timestamp
+	33, // 51: palisade.v1.FSMCommand.init_cluster:type_name -> palisade.v1.InitClusterCmd
+	34, // 52: palisade.v1.FSMCommand.create_api_token:type_name -> palisade.v1.CreateAPITokenCmd
+	35, // 53: palisade.v1.FSMCommand.create_enroll_token:type_name -> palisade.v1.CreateEnrollTokenCmd
+	36, // 54: palisade.v1.FSMCommand.enroll_host:type_name -> palisade.v1.EnrollHostCmd
+	18, // 55: palisade.v1.FSMCommand.set_host_labels:type_name -> palisade.v1.SetHostLabelsCmd
+	19, // 56: palisade.v1.FSMCommand.request_quarantine:type_name -> palisade.v1.RequestQuarantineCmd
+	20, // 57: palisade.v1.FSMCommand.create_action:type_name -> palisade.v1.CreateActionCmd
+	21, // 58: palisade.v1.FSMCommand.update_action:type_name -> palisade.v1.UpdateActionCmd
+	22, // 59: palisade.v1.FSMCommand.apply_policy:type_name -> palisade.v1.ApplyPolicyCmd
+	23, // 60: palisade.v1.FSMCommand.rollback_policy:type_name -> palisade.v1.RollbackPolicyCmd
+	24, // 61: palisade.v1.FSMCommand.create_incident:type_name -> palisade.v1.CreateIncidentCmd
+	25, // 62: palisade.v1.FSMCommand.update_incident:type_name -> palisade.v1.UpdateIncidentCmd
+	26, // 63: palisade.v1.FSMCommand.add_ioc:type_name -> palisade.v1.AddIOCCmd
+	27, // 64: palisade.v1.FSMCommand.remove_ioc:type_name -> palisade.v1.RemoveIOCCmd
+	28, // 65: palisade.v1.FSMCommand.add_leaked_credential:type_name -> palisade.v1.AddLeakedCredentialCmd
+	29, // 66: palisade.v1.FSMCommand.update_leaked_credential:type_name -> palisade.v1.UpdateLeakedCredentialCmd
+	30, // 67: palisade.v1.FSMCommand.revoke_api_token:type_name -> palisade.v1.RevokeAPITokenCmd
+	31, // 68: palisade.v1.FSMCommand.register_node:type_name -> palisade.v1.RegisterNodeCmd
+	32, // 69: palisade.v1.FSMCommand.remove_node:type_name -> palisade.v1.RemoveNodeCmd
+	39, // 70: palisade.v1.SnapshotRecord.header:type_name -> palisade.v1.SnapshotHeader
+	6,  // 71: palisade.v1.SnapshotRecord.cluster:type_name -> palisade.v1.ClusterInfo
+	7,  // 72: palisade.v1.SnapshotRecord.api_token:type_name -> palisade.v1.APIToken
+	8,  // 73: palisade.v1.SnapshotRecord.enroll_token:type_name -> palisade.v1.EnrollToken
+	9,  // 74: palisade.v1.SnapshotRecord.host:type_name -> palisade.v1.Host
+	17, // 75: palisade.v1.SnapshotRecord.audit:type_name -> palisade.v1.AuditEntry
+	10, // 76: palisade.v1.SnapshotRecord.policy:type_name -> palisade.v1.PolicyVersion
+	11, // 77: palisade.v1.SnapshotRecord.incident:type_name -> palisade.v1.Incident
+	12, // 78: palisade.v1.SnapshotRecord.action:type_name -> palisade.v1.Action
+	13, // 79: palisade.v1.SnapshotRecord.ioc:type_name -> palisade.v1.IOC
+	14, // 80: palisade.v1.SnapshotRecord.leaked_credential:type_name -> palisade.v1.LeakedCredential
+	15, // 81: palisade.v1.SnapshotRecord.node:type_name -> palisade.v1.Node
+	16, // 82: palisade.v1.SnapshotRecord.idempotency:type_name -> palisade.v1.IdempotencyRecord
+	43, // 83: palisade.v1.SnapshotHeader.time:type_name -> google.protobuf.Timestamp
+	84, // [84:84] is the sub-list for method output_type
+	84, // [84:84] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_palisade_v1_fsm_proto_init() }
@@ -1311,27 +3935,50 @@ func file_palisade_v1_fsm_proto_init() {
 	if File_palisade_v1_fsm_proto != nil {
 		return
 	}
-	file_palisade_v1_fsm_proto_msgTypes[9].OneofWrappers = []any{
+	file_palisade_v1_policy_proto_init()
+	file_palisade_v1_fsm_proto_msgTypes[31].OneofWrappers = []any{
 		(*FSMCommand_InitCluster)(nil),
 		(*FSMCommand_CreateApiToken)(nil),
 		(*FSMCommand_CreateEnrollToken)(nil),
 		(*FSMCommand_EnrollHost)(nil),
+		(*FSMCommand_SetHostLabels)(nil),
+		(*FSMCommand_RequestQuarantine)(nil),
+		(*FSMCommand_CreateAction)(nil),
+		(*FSMCommand_UpdateAction)(nil),
+		(*FSMCommand_ApplyPolicy)(nil),
+		(*FSMCommand_RollbackPolicy)(nil),
+		(*FSMCommand_CreateIncident)(nil),
+		(*FSMCommand_UpdateIncident)(nil),
+		(*FSMCommand_AddIoc)(nil),
+		(*FSMCommand_RemoveIoc)(nil),
+		(*FSMCommand_AddLeakedCredential)(nil),
+		(*FSMCommand_UpdateLeakedCredential)(nil),
+		(*FSMCommand_RevokeApiToken)(nil),
+		(*FSMCommand_RegisterNode)(nil),
+		(*FSMCommand_RemoveNode)(nil),
 	}
-	file_palisade_v1_fsm_proto_msgTypes[10].OneofWrappers = []any{
+	file_palisade_v1_fsm_proto_msgTypes[32].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Cluster)(nil),
 		(*SnapshotRecord_ApiToken)(nil),
 		(*SnapshotRecord_EnrollToken)(nil),
 		(*SnapshotRecord_Host)(nil),
 		(*SnapshotRecord_Audit)(nil),
+		(*SnapshotRecord_Policy)(nil),
+		(*SnapshotRecord_Incident)(nil),
+		(*SnapshotRecord_Action)(nil),
+		(*SnapshotRecord_Ioc)(nil),
+		(*SnapshotRecord_LeakedCredential)(nil),
+		(*SnapshotRecord_Node)(nil),
+		(*SnapshotRecord_Idempotency)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_palisade_v1_fsm_proto_rawDesc), len(file_palisade_v1_fsm_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      6,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
