@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -321,7 +322,7 @@ func (b *Binding) load(env, flags bool) error {
 				continue
 			}
 			if err := setString(b.cfg.Field(f.index), s, false); err != nil {
-				probs = append(probs, Problem{Source: "env " + name, Msg: err.Error()})
+				probs = append(probs, Problem{Source: "env " + name, Key: f.Key, Msg: err.Error()})
 				continue
 			}
 			b.sources[f.Key] = Source{Where: "env " + name}
@@ -331,7 +332,7 @@ func (b *Binding) load(env, flags bool) error {
 		seen := map[string]bool{}
 		for _, fv := range b.flagVals {
 			if err := setString(b.cfg.Field(fv.f.index), fv.value, seen[fv.f.Key]); err != nil {
-				probs = append(probs, Problem{Source: "flag --" + fv.f.Flag(), Msg: err.Error()})
+				probs = append(probs, Problem{Source: "flag --" + fv.f.Flag(), Key: fv.f.Key, Msg: err.Error()})
 				continue
 			}
 			seen[fv.f.Key] = true
@@ -339,20 +340,28 @@ func (b *Binding) load(env, flags bool) error {
 		}
 	}
 
-	if len(probs) == 0 {
-		if v, ok := b.cfg.Addr().Interface().(Validator); ok {
-			for _, p := range v.Validate() {
-				if src, ok := b.sources[p.Key]; ok && p.Source == "" {
-					p.Source, p.Line = src.Where, src.Line
-					if p.Source == "default" {
-						p.Source = ""
-					}
-				}
-				probs = append(probs, p)
+	if v, ok := b.cfg.Addr().Interface().(Validator); ok {
+		bad := map[string]bool{}
+		for _, p := range probs {
+			bad[p.Key] = true
+		}
+		for _, p := range v.Validate() {
+			if bad[p.Key] && p.Key != "" {
+				continue // already reported as unparseable
 			}
+			if src, ok := b.sources[p.Key]; ok && p.Source == "" {
+				p.Source, p.Line = src.Where, src.Line
+				if p.Source == "default" {
+					p.Source = ""
+				}
+			}
+			probs = append(probs, p)
 		}
 	}
 	if len(probs) > 0 {
+		sort.SliceStable(probs, func(i, j int) bool {
+			return probs[i].Source == probs[j].Source && probs[i].Line < probs[j].Line
+		})
 		return probs
 	}
 	return nil

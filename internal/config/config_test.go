@@ -190,6 +190,14 @@ func TestFile_UnknownKeysByNameAndLine(t *testing.T) {
 	if n := len(err.(config.Problems)); n != 3 {
 		t.Errorf("%d problems, want 3:\n%s", n, msg)
 	}
+	// Values that parse are still validated next to unknown keys.
+	err = bind(t, &a, nil, "bogus: 1\nstate_dir: rel\n").Load()
+	if err == nil || !strings.Contains(err.Error(), `:2: state_dir: "rel" is not an absolute path`) {
+		t.Errorf("validation beside an unknown key: %v", err)
+	}
+	if n := len(err.(config.Problems)); n != 2 {
+		t.Errorf("%d problems, want 3:\n%s", n, msg)
+	}
 }
 
 func TestFile_TypeErrors(t *testing.T) {
@@ -215,7 +223,7 @@ func TestFile_TypeErrors(t *testing.T) {
 func TestEnvAndFlagErrorsNameTheirSource(t *testing.T) {
 	var a config.Agent
 	err := bind(t, &a, map[string]string{"PALISADE_AGENT_HEARTBEAT_INTERVAL": "x"}, "").Load()
-	if err == nil || !strings.Contains(err.Error(), "env PALISADE_AGENT_HEARTBEAT_INTERVAL: \"x\" is not a duration") {
+	if err == nil || !strings.Contains(err.Error(), "env PALISADE_AGENT_HEARTBEAT_INTERVAL: heartbeat_interval: \"x\" is not a duration") {
 		t.Errorf("env: %v", err)
 	}
 	err = bind(t, &a, nil, "", "--state-dir", "rel").Load()

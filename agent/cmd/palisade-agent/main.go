@@ -7,22 +7,37 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/palisade-sec/palisade/agent/daemon"
-	"github.com/palisade-sec/palisade/agent/heartbeat"
 	"github.com/palisade-sec/palisade/agent/sensor"
+	"github.com/palisade-sec/palisade/internal/config"
 	"github.com/palisade-sec/palisade/internal/logging"
+	"github.com/palisade-sec/palisade/internal/svc"
 	"github.com/palisade-sec/palisade/internal/version"
+	"github.com/palisade-sec/palisade/packaging/systemd"
 )
 
 const usage = `usage: palisade-agent <command> [flags]
 
 commands:
-  run       run the agent in the foreground
+  run       run the agent (in the foreground, or as the service)
+  install   write the flags (same as run's) to the config file and install
+            the service; --start starts it too
+  enroll    enrol with a controller now, save its URL in the config file
+            and (re)start the service: --controller URL --enroll-token T
+  uninstall stop and remove the service (the config file stays)
+  start, stop, restart
+            the service, through systemd
+  status    whether the service is installed and running (exit 0 running,
+            3 not running)
+  config check [--config FILE]
+            validate a configuration file and print what is wrong
   cleanup   detach and remove the pinned BPF programs and maps (ends enforcement)
   version   print the version
+
+configuration: flags > environment (PALISADE_AGENT_<KEY>, e.g.
+PALISADE_AGENT_STATE_DIR) > file (/etc/palisade/agent.yaml, or --config or
+PALISADE_AGENT_CONFIG) > defaults; ` + "`palisade-agent run -h`" + ` lists the keys.
 `
 
 func main() {
@@ -36,6 +51,10 @@ func main() {
 		err = run(os.Args[2:])
 	case "cleanup":
 		err = cleanup(os.Args[2:])
+	case "enroll":
+		err = enrollCmd(os.Args[2:])
+	case "install", "uninstall", "start", "stop", "restart", "status", "config":
+		err = manage(os.Args[1], os.Args[2:])
 	case "version", "--version":
 		fmt.Println(version.Version)
 	case "help", "-h", "--help":
@@ -53,45 +72,64 @@ func main() {
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var cfg daemon.Config
-	fs.StringVar(&cfg.ControllerURL, "controller", "", "controller API URL, e.g. http://10.0.0.5:8080")
-	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "one-time enrolment token (first start only)")
-	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/palisade-agent", "where the agent keeps its identity and state")
-	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", heartbeat.DefaultInterval, "how often to report to the controller")
-	fs.StringVar(&cfg.CgroupPath, "cgroup", "", "cgroup v2 directory that scopes enforcement (production: the cgroup v2 root)")
-	fs.StringVar(&cfg.PinDir, "pin-dir", "", "where BPF objects are pinned (default /sys/fs/bpf/palisade/<scope>)")
-	fs.StringVar(&cfg.PolicyFile, "policy", "", "policy file to enforce locally, with or without a controller")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics on this address (e.g. 127.0.0.1:9464; empty: off)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	format := fs.String("log-format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if cfg.EnrollToken == "" {
-		cfg.EnrollToken = os.Getenv("PALISADE_ENROLL_TOKEN")
-	}
-	log, err := logging.New(os.Stderr, *level, *format)
+	cfg, err := loadConfig("run", args)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = log
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	a, err := daemon.Start(ctx, cfg)
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	return a.Close()
+	var dcfg daemon.Config
+	config.Into(&dcfg, cfg)
+	if dcfg.EnrollToken == "" {
+		dcfg.EnrollToken = os.Getenv("PALISADE_ENROLL_TOKEN") // older name, kept
+	}
+	dcfg.Logger = log
+	// Under systemd or in the foreground alike: svc.Run returns on SIGTERM or
+	// SIGINT after Close, or at once if the agent cannot start.
+	return svc.Run(service(), func(ctx context.Context) error {
+		a, err := daemon.Start(ctx, dcfg)
+		if err != nil {
+			return err
+		}
+		<-ctx.Done()
+		log.Info("shutting down")
+		return a.Close()
+	})
 }
 
-// cleanup removes the pins of one scope: enforcement, quarantine included,
-// ends.
+// loadConfig parses the flags of run (and install) and loads the
+// configuration: flags over PALISADE_AGENT_* over the file over defaults.
+func loadConfig(name string, args []string) (*config.Agent, error) {
+	cfg, b, err := bindConfig(name, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Load(); err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+func bindConfig(name string, args []string) (*config.Agent, *config.Binding, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg := &config.Agent{}
+	b := config.Bind(fs, config.AgentSpec, cfg)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return cfg, b, nil
+}
+
+func service() svc.Config {
+	return svc.Config{Name: "palisade-agent", Description: "Palisade endpoint agent",
+		Unit: systemd.Agent, ConfigFile: config.AgentSpec.DefaultPath}
+}
+
 func cleanup(args []string) error {
 	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
 	cgroup := fs.String("cgroup", "", "the scope the agent ran with (as given to run)")

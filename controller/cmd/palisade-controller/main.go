@@ -7,19 +7,34 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/palisade-sec/palisade/controller/server"
+	"github.com/palisade-sec/palisade/internal/config"
 	"github.com/palisade-sec/palisade/internal/logging"
+	"github.com/palisade-sec/palisade/internal/svc"
 	"github.com/palisade-sec/palisade/internal/version"
+	"github.com/palisade-sec/palisade/packaging/systemd"
 )
 
 const usage = `usage: palisade-controller <command> [flags]
 
 commands:
-  run       run a controller node in the foreground
+  run       run a controller node (in the foreground, or as the service)
+  install   write the flags (same as run's) to the config file and install
+            the service; --start starts it too
+  uninstall stop and remove the service (the config file stays)
+  start, stop, restart
+            the service, through systemd
+  status    whether the service is installed and running (exit 0 running,
+            3 not running)
+  config check [--config FILE]
+            validate a configuration file and print what is wrong
   version   print the version
+
+configuration: flags > environment (PALISADE_CONTROLLER_<KEY>, e.g.
+PALISADE_CONTROLLER_NODE_ID) > file (/etc/palisade/controller.yaml, or
+--config or PALISADE_CONTROLLER_CONFIG) > defaults;
+` + "`palisade-controller run -h`" + ` lists the keys.
 `
 
 func main() {
@@ -31,6 +46,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = run(os.Args[2:])
+	case "install", "uninstall", "start", "stop", "restart", "status", "config":
+		err = manage(os.Args[1], os.Args[2:])
 	case "version", "--version":
 		fmt.Println(version.Version)
 	case "help", "-h", "--help":
@@ -49,37 +66,53 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var cfg server.Config
-	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's id in the Raft cluster (required)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/palisade-controller", "where Raft, JetStream and the admin token live")
-	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8080", "admin API listen address")
-	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7000", "Raft listen (and advertised) address")
-	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server listen address")
-	fs.StringVar(&cfg.NATSAdvertise, "nats-advertise", "", "NATS URL given to agents (default: the embedded server's)")
-	fs.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first voter")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	format := fs.String("log-format", "text", "text or json")
+	cfg := &config.Controller{}
+	b := config.Bind(fs, config.ControllerSpec, cfg)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if cfg.NodeID == "" {
-		return errors.New("--node-id is required")
+	// Flags over PALISADE_CONTROLLER_* over the file over defaults.
+	if err := b.Load(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
 	}
-	log, err := logging.New(os.Stderr, *level, *format)
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = log
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	c, err := server.Start(ctx, cfg)
-	if err != nil {
-		return err
+	var scfg server.Config
+	config.Into(&scfg, cfg)
+	scfg.Logger = log
+	// Under systemd or in the foreground alike: svc.Run returns on SIGTERM or
+	// SIGINT after Close, or at once if the node cannot start.
+	return svc.Run(service(), func(ctx context.Context) error {
+		c, err := server.Start(ctx, scfg)
+		if err != nil {
+			return err
+		}
+		<-ctx.Done()
+		log.Info("shutting down")
+		return c.Close()
+	})
+}
+
+func service() svc.Config {
+	return svc.Config{Name: "palisade-controller", Description: "Palisade controller",
+		Unit: systemd.Controller, ConfigFile: config.ControllerSpec.DefaultPath}
+}
+
+// manage answers install, uninstall, start, stop, restart, status and
+// config check, and exits with their code.
+func manage(cmd string, args []string) error {
+	code := svc.CLI{
+		Service: service(), Spec: config.ControllerSpec,
+		NewConfig: func() any { return &config.Controller{} },
+		Stdout:    os.Stdout, Stderr: os.Stderr,
+	}.Main(cmd, args)
+	if code != 0 {
+		os.Exit(code)
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	return c.Close()
+	return nil
 }
