@@ -16,11 +16,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,6 +33,7 @@ import (
 	"github.com/palisade-sec/palisade/agent/hostinfo"
 	"github.com/palisade-sec/palisade/agent/identity"
 	"github.com/palisade-sec/palisade/agent/sensor"
+	"github.com/palisade-sec/palisade/agent/spool"
 	"github.com/palisade-sec/palisade/agent/telemetry"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	"github.com/palisade-sec/palisade/internal/version"
@@ -50,6 +53,8 @@ type Config struct {
 	PinDir string
 	// PolicyFile is a local policy enforced without a controller.
 	PolicyFile string
+	// SpoolBytes bounds the on-disk telemetry spool (0: spool.DefaultMaxBytes).
+	SpoolBytes int64
 	// MetricsAddr serves the agent's /metrics (empty: off).
 	MetricsAddr string
 	Logger      *slog.Logger
@@ -63,6 +68,8 @@ type Agent struct {
 	nc      *nats.Conn         // nil when standalone
 	sensor  *sensor.Sensor     // nil without --cgroup
 	fwd     *telemetry.Forwarder
+	spool   *spool.Spool // nil when standalone
+	sender  *telemetry.Sender
 	policy  *policyState
 	metrics *http.Server
 
@@ -119,14 +126,25 @@ func (a *Agent) start(ctx context.Context) error {
 
 	hostID := ""
 	if a.id != nil {
+		hostID = a.id.HostID
+		sp, err := spool.Open(filepath.Join(a.cfg.StateDir, "spool"), spool.Options{MaxBytes: a.cfg.SpoolBytes})
+		if err != nil {
+			return fmt.Errorf("open spool: %w", err)
+		}
+		a.spool = sp
 		nc, err := connect(a.id, a.log)
 		if err != nil {
 			return err
 		}
 		a.nc = nc
-		hostID = a.id.HostID
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		a.sender = &telemetry.Sender{JS: js, HostID: hostID, Spool: sp, Logger: a.log}
+		a.goRun(func() { a.sender.Run(ctx) })
 	}
-	a.fwd = &telemetry.Forwarder{HostID: hostID, Conn: a.nc, Logger: a.log}
+	a.fwd = &telemetry.Forwarder{Spool: a.spool, Logger: a.log}
 	if a.sensor != nil {
 		a.goRun(func() { a.fwd.Run(ctx, a.sensor.Events()) })
 	}
@@ -161,8 +179,12 @@ func (a *Agent) start(ctx context.Context) error {
 // status fills a heartbeat's changing fields.
 func (a *Agent) status(hb *palisadev1.Heartbeat) {
 	hb.PolicyVersion = a.policy.version()
-	_, failed := a.fwd.Counters()
-	hb.EventsLost = failed
+	hb.EventsLost = a.fwd.Failed()
+	if a.spool != nil {
+		_, lost := a.spool.Stats()
+		hb.EventsLost += lost
+		hb.EventsSpooled = a.spool.Pending()
+	}
 	if a.sensor == nil {
 		hb.Features = []*palisadev1.Feature{{Name: "sensors", Error: "no --cgroup scope configured"}}
 		return
@@ -181,11 +203,31 @@ func (a *Agent) serveMetrics() error {
 		reg.MustRegister(a.sensor.Collector())
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "palisade_agent_events_published_total", Help: "Events published to the controller.",
-	}, func() float64 { p, _ := a.fwd.Counters(); return float64(p) }))
+		Name: "palisade_agent_telemetry_sent_total", Help: "Telemetry items acknowledged by JetStream.",
+	}, func() float64 {
+		if a.sender == nil {
+			return 0
+		}
+		return float64(a.sender.Sent())
+	}))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "palisade_agent_events_lost_total", Help: "Events that could not be published.",
-	}, func() float64 { _, f := a.fwd.Counters(); return float64(f) }))
+		Name: "palisade_agent_telemetry_lost_total", Help: "Telemetry items lost: not spooled, or dropped by the spool's bound.",
+	}, func() float64 {
+		lost := a.fwd.Failed()
+		if a.spool != nil {
+			_, l := a.spool.Stats()
+			lost += l
+		}
+		return float64(lost)
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "palisade_agent_telemetry_pending", Help: "Telemetry items spooled and not yet acknowledged.",
+	}, func() float64 {
+		if a.spool == nil {
+			return 0
+		}
+		return float64(a.spool.Pending())
+	}))
 	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 	if err != nil {
 		return fmt.Errorf("listen metrics %s: %w", a.cfg.MetricsAddr, err)
@@ -287,6 +329,11 @@ func (a *Agent) Close() error {
 		if a.nc != nil {
 			if err := a.nc.Drain(); err != nil {
 				a.nc.Close()
+			}
+		}
+		if a.spool != nil {
+			if err := a.spool.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close spool: %w", err))
 			}
 		}
 	})

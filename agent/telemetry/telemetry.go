@@ -1,20 +1,27 @@
-// Package telemetry moves the sensors' events off the host: it numbers
-// them, groups them into batches and publishes each batch on the host's
-// events subject. Without a controller (an air-gapped host, or
-// `--policy` break-glass use) events that carry a verdict are logged
-// instead, so enforcement stays visible.
+// Package telemetry moves what the agent observes off the host. The
+// Forwarder numbers events (and alerts, and command results) into the
+// on-disk spool; the Sender publishes each spooled record to JetStream and
+// drops it from the spool only once JetStream acknowledged it, with a
+// message id that lets the stream discard a resend. Without a controller
+// (an air-gapped host, or `--policy` break-glass use) nothing is spooled
+// and events that carry a verdict are logged instead.
 package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/palisade-sec/palisade/agent/spool"
+	"github.com/palisade-sec/palisade/internal/streams"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -25,22 +32,16 @@ const (
 	FlushEvery = 100 * time.Millisecond
 )
 
-// Forwarder reads events and sends them on.
+// Forwarder reads events and spools them.
 type Forwarder struct {
-	HostID string
-	Conn   *nats.Conn // nil: standalone, log verdicts only
+	Spool  *spool.Spool // nil: standalone, log verdicts only
 	Logger *slog.Logger
 
-	seq       atomic.Uint64
-	published atomic.Uint64
-	failed    atomic.Uint64
+	failed atomic.Uint64
 }
 
-// Counters reports how many events were published and how many could not
-// be.
-func (f *Forwarder) Counters() (published, failed uint64) {
-	return f.published.Load(), f.failed.Load()
-}
+// Failed counts items that could not be spooled (disk errors).
+func (f *Forwarder) Failed() uint64 { return f.failed.Load() }
 
 // Run forwards until events is closed or ctx ends.
 func (f *Forwarder) Run(ctx context.Context, events <-chan *palisadev1.Event) {
@@ -48,14 +49,12 @@ func (f *Forwarder) Run(ctx context.Context, events <-chan *palisadev1.Event) {
 	defer t.Stop()
 	batch := make([]*palisadev1.Event, 0, MaxBatch)
 	flush := func() {
-		if len(batch) == 0 {
+		if len(batch) == 0 || f.Spool == nil {
+			batch = batch[:0]
 			return
 		}
-		if err := f.publish(batch); err != nil {
-			f.failed.Add(uint64(len(batch)))
-			f.Logger.Warn("events not published", "count", len(batch), "err", err)
-		} else {
-			f.published.Add(uint64(len(batch)))
+		if err := f.AppendEvents(batch); err != nil {
+			f.Logger.Error("events not spooled", "count", len(batch), "err", err)
 		}
 		batch = batch[:0]
 	}
@@ -69,12 +68,7 @@ func (f *Forwarder) Run(ctx context.Context, events <-chan *palisadev1.Event) {
 				flush()
 				return
 			}
-			ev.HostId = f.HostID
-			ev.Seq = f.seq.Add(1)
 			logVerdict(f.Logger, ev)
-			if f.Conn == nil {
-				continue
-			}
 			batch = append(batch, ev)
 			if len(batch) >= MaxBatch {
 				flush()
@@ -85,13 +79,123 @@ func (f *Forwarder) Run(ctx context.Context, events <-chan *palisadev1.Event) {
 	}
 }
 
-func (f *Forwarder) publish(batch []*palisadev1.Event) error {
-	data, err := proto.Marshal(&palisadev1.EventBatch{Events: batch})
+// AppendEvents numbers and spools a batch of events.
+func (f *Forwarder) AppendEvents(evs []*palisadev1.Event) error {
+	_, err := f.Spool.Append(streams.KindEvents, func(first uint64) ([]byte, uint32, error) {
+		for i, ev := range evs {
+			ev.Seq = first + uint64(i)
+		}
+		data, err := proto.Marshal(&palisadev1.EventBatch{Events: evs})
+		return data, uint32(len(evs)), err
+	})
 	if err != nil {
-		return fmt.Errorf("encode batch: %w", err)
+		f.failed.Add(uint64(len(evs)))
 	}
-	if err := f.Conn.Publish(subjects.Events(f.HostID), data); err != nil {
-		return fmt.Errorf("publish batch: %w", err)
+	return err
+}
+
+// AppendAlerts spools alerts; each gets the id "<host>-<seq>" unless set.
+func (f *Forwarder) AppendAlerts(hostID string, alerts []*palisadev1.Alert) error {
+	if f.Spool == nil || len(alerts) == 0 {
+		return nil
+	}
+	_, err := f.Spool.Append(streams.KindAlerts, func(first uint64) ([]byte, uint32, error) {
+		for i, a := range alerts {
+			if a.Id == "" {
+				a.Id = streams.MsgID(hostID, first+uint64(i))
+			}
+			a.HostId = hostID
+		}
+		data, err := proto.Marshal(&palisadev1.AlertBatch{Alerts: alerts})
+		return data, uint32(len(alerts)), err
+	})
+	if err != nil {
+		f.failed.Add(uint64(len(alerts)))
+	}
+	return err
+}
+
+// AppendResult spools a command result.
+func (f *Forwarder) AppendResult(res *palisadev1.CommandResult) error {
+	if f.Spool == nil {
+		return errors.New("no spool: standalone agents do not take commands")
+	}
+	_, err := f.Spool.Append(streams.KindResults, func(uint64) ([]byte, uint32, error) {
+		data, err := proto.Marshal(res)
+		return data, 1, err
+	})
+	return err
+}
+
+// Sender publishes spooled records to JetStream in order.
+type Sender struct {
+	JS     jetstream.JetStream
+	HostID string
+	Spool  *spool.Spool
+	Logger *slog.Logger
+	// AckTimeout bounds one publish (default 5s).
+	AckTimeout time.Duration
+
+	sent atomic.Uint64
+}
+
+// Sent counts items acknowledged by JetStream.
+func (s *Sender) Sent() uint64 { return s.sent.Load() }
+
+// Run sends until ctx ends. A failed publish is retried with backoff; the
+// record stays in the spool meanwhile.
+func (s *Sender) Run(ctx context.Context) {
+	if s.AckTimeout <= 0 {
+		s.AckTimeout = 5 * time.Second
+	}
+	backoff := 50 * time.Millisecond
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	for {
+		rec, err := s.Spool.Next()
+		if err != nil {
+			s.Logger.Error("read spool", "err", err)
+		}
+		if rec == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.Spool.Ready():
+			case <-idle.C:
+			}
+			continue
+		}
+		if err := s.publish(ctx, rec); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.Logger.Debug("telemetry publish failed; will retry", "seq", rec.FirstSeq, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if err := s.Spool.Ack(rec); err != nil {
+			s.Logger.Error("ack spool", "err", err)
+		}
+		s.sent.Add(uint64(rec.Count))
+	}
+}
+
+func (s *Sender) publish(ctx context.Context, rec *spool.Record) error {
+	msg := nats.NewMsg(subjects.Telemetry(s.HostID, rec.Kind))
+	msg.Data = rec.Data
+	msg.Header.Set(jetstream.MsgIDHeader, streams.MsgID(s.HostID, rec.FirstSeq))
+	msg.Header.Set(streams.HeaderFirstSeq, strconv.FormatUint(rec.FirstSeq, 10))
+	msg.Header.Set(streams.HeaderCount, strconv.FormatUint(uint64(rec.Count), 10))
+	pctx, cancel := context.WithTimeout(ctx, s.AckTimeout)
+	defer cancel()
+	if _, err := s.JS.PublishMsg(pctx, msg); err != nil {
+		return fmt.Errorf("publish %s seq %d: %w", rec.Kind, rec.FirstSeq, err)
 	}
 	return nil
 }

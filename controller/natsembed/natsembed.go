@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/palisade-sec/palisade/internal/streams"
 	"github.com/palisade-sec/palisade/internal/subjects"
 )
 
@@ -161,10 +162,24 @@ func (s *Server) users(controller string, agents map[string]string) []*server.Nk
 
 // AgentPermissions is what one agent may do: publish under its own host
 // id, read its own commands and replies to its own inbox.
+//
+// JetStream: its telemetry publishes are acknowledged to its inbox; it
+// pulls and acknowledges from its own command consumer only; it may watch
+// the policy bucket (policy is the same for every host, and signed).
 func AgentPermissions(hostID string) *server.Permissions {
+	cons := streams.Commands + "." + streams.AgentConsumer(hostID)
+	kv := "KV_" + streams.PolicyBucket
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			subjects.HostPrefix(hostID) + ".>",
+			"$JS.API.CONSUMER.INFO." + cons,
+			"$JS.API.CONSUMER.MSG.NEXT." + cons,
+			"$JS.ACK." + cons + ".>",
+			"$JS.API.STREAM.INFO." + kv,
+			"$JS.API.CONSUMER.CREATE." + kv + ".>",
+			"$JS.API.CONSUMER.DELETE." + kv + ".>",
+			"$JS.API.DIRECT.GET." + kv + ".>",
+			"$JS.FC." + kv + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			subjects.Commands(hostID) + ".>",

@@ -30,6 +30,7 @@ type Agent struct {
 	PinDir            string        `yaml:"pin_dir" usage:"where BPF objects are pinned (default /sys/fs/bpf/palisade/<scope>)"`
 	PolicyFile        string        `yaml:"policy" usage:"policy file to enforce locally, with or without a controller"`
 	MetricsAddr       string        `yaml:"metrics_addr" usage:"serve /metrics on this address (e.g. 127.0.0.1:9464; empty: off)"`
+	SpoolBytes        int64         `yaml:"spool_bytes" default:"268435456" usage:"bound of the on-disk telemetry spool in bytes (items beyond it are counted as lost)"`
 	LogLevel          string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
 	LogFormat         string        `yaml:"log_format" default:"text" usage:"text or json"`
 }

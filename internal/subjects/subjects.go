@@ -58,3 +58,10 @@ const AllEvents = Root + ".host.*.events"
 
 // Events is where a host publishes its event batches (EventBatch).
 func Events(hostID string) string { return HostPrefix(hostID) + ".events" }
+
+// Command is the COMMANDS stream subject of one host.
+func Command(hostID string) string { return Root + ".cmd." + hostID }
+
+// Telemetry is where a host publishes telemetry of a kind (events, alerts,
+// results).
+func Telemetry(hostID, kind string) string { return HostPrefix(hostID) + "." + kind }
