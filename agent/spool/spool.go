@@ -326,6 +326,12 @@ func (s *Spool) dropOldest() error {
 	s.segs = s.segs[1:]
 	s.total -= old.size
 	s.cur.Lost += lost
+	// What was dropped is no longer pending: AckedSeq means "done".
+	done := s.nextSeq - 1
+	if next := s.segs[0].firstSeq; next > 0 {
+		done = next - 1
+	}
+	s.cur.AckedSeq = max(s.cur.AckedSeq, done)
 	if s.cur.Pos.Seg <= old.id {
 		s.cur.Pos = position{Seg: s.segs[0].id}
 	}
@@ -436,6 +442,13 @@ func (s *Spool) Stats() (pendingBytes int64, lost uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.total, s.cur.Lost
+}
+
+// Pending is the number of items not yet acknowledged (nor lost).
+func (s *Spool) Pending() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextSeq - 1 - s.cur.AckedSeq
 }
 
 // NextSeq is the sequence number the next item will get.

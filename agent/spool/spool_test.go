@@ -139,7 +139,13 @@ func TestSpool_BoundCountsLoss(t *testing.T) {
 	if pending > 16<<10 {
 		t.Fatalf("spool holds %d bytes, bound is %d", pending, 16<<10)
 	}
+	if p := s.Pending(); uint64(p)+lost != 1000 {
+		t.Fatalf("pending %d + lost %d, want 1000", p, lost)
+	}
 	got := drain(t, s)
+	if s.Pending() != 0 {
+		t.Fatalf("pending after drain = %d", s.Pending())
+	}
 	if lost == 0 || uint64(len(got))+lost != 1000 {
 		t.Fatalf("delivered %d + lost %d, want 1000 in all with some lost", len(got), lost)
 	}
