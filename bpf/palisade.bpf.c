@@ -177,6 +177,19 @@ static __always_inline void task_exe(struct task_struct *task, struct file_id *i
 	id->dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
 }
 
+/* Routine records are submitted without waking the reader, which polls
+ * every few milliseconds (agent/sensor readLoop); verdicts and a filling
+ * buffer wake it at once. This spares a wakeup per exec under load. */
+#define WAKEUP_BYTES (1 << 20)
+
+static __always_inline void submit(void *e, int urgent)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
 static __always_inline void *reserve(__u64 size)
 {
 	void *e = bpf_ringbuf_reserve(&events, size, 0);
@@ -242,7 +255,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e->args_len = 0;
 	if (len > 0 && bpf_probe_read_user(e->args, len, (void *)start) == 0)
 		e->args_len = len;
-	bpf_ringbuf_submit(e, 0);
+	submit(e, verdict != VERDICT_ALLOWED);
 	return 0;
 }
 
@@ -276,7 +289,7 @@ int handle_exit(void *ctx)
 	e->hdr.exe_dev = id.dev;
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	submit(e, 0);
 	return 0;
 }
 
@@ -335,7 +348,7 @@ static __always_inline int on_open_exit(long ret)
 	e->ino = fid.ino;
 	e->dev = fid.dev;
 	e->flags = BPF_CORE_READ(f, f_flags);
-	bpf_ringbuf_submit(e, 0);
+	submit(e, 1);
 	return 0;
 }
 
@@ -500,7 +513,7 @@ static __always_inline void emit_connect(struct bpf_sock_addr *ctx, __u8 verdict
 	e->sendmsg = sendmsg;
 	e->pad = 0;
 	__builtin_memcpy(e->addr, addr, 16);
-	bpf_ringbuf_submit(e, 0);
+	submit(e, verdict != VERDICT_ALLOWED);
 }
 
 static __always_inline int sock4(struct bpf_sock_addr *ctx, int sendmsg)

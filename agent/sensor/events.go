@@ -13,14 +13,24 @@ import (
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
+// pollInterval bounds the delivery delay of routine events (exec, exit,
+// allowed connects); kills, denials and file events wake the reader at once.
+const pollInterval = 20 * time.Millisecond
+
 func (s *Sensor) readLoop() {
 	defer s.wg.Done()
 	defer close(s.events)
 	var rec ringbuf.Record
 	for {
+		// Routine records do not wake us (see submit() in the C code):
+		// poll at least every pollInterval.
+		s.rd.SetDeadline(time.Now().Add(pollInterval))
 		if err := s.rd.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
 			}
 			s.log.Warn("read ring buffer", "err", err)
 			continue
