@@ -2,11 +2,13 @@ package sensor
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/palisade-sec/palisade/agent/proccache"
@@ -90,11 +92,15 @@ func (s *Sensor) enrich(r *record) *palisadev1.Event {
 		}
 		p.ExePath, p.ExeSHA256 = s.exeOf(r.PID, exeID, r.Exec.Filename)
 		s.cache.Put(p)
-		ev.Kind = &palisadev1.Event_Exec{Exec: &palisadev1.ExecEvent{
+		exe := &palisadev1.ExecEvent{
 			Filename: r.Exec.Filename,
 			Verdict:  verdicts[r.Verdict],
 			Reason:   s.execReason(r.Verdict, exeID),
-		}}
+		}
+		if r.Verdict == 1 && p.ExeSHA256 != "" {
+			s.denyByDigest(r.PID, exeID, p.ExeSHA256, exe)
+		}
+		ev.Kind = &palisadev1.Event_Exec{Exec: exe}
 	case r.Exit != nil:
 		ev.Kind = &palisadev1.Event_Exit{Exit: &palisadev1.ExitEvent{
 			ExitCode: int32((r.Exit.ExitCode >> 8) & 0xff),
@@ -134,6 +140,53 @@ func (s *Sensor) enrich(r *record) *palisadev1.Event {
 		s.cache.Exit(r.PID)
 	}
 	return ev
+}
+
+// denyByDigest is the user-space fallback for exec.deny digests that
+// named no known executable when the policy was resolved: the first run of
+// such a binary is not stopped in the kernel, so it is killed here (it may
+// have run for a few milliseconds), and a re-resolution puts its inode in
+// the kernel deny map so later runs die at exec.
+func (s *Sensor) denyByDigest(pid uint32, id proccache.ExeID, sum string, ev *palisadev1.ExecEvent) {
+	digests := s.denyDigests.Load()
+	if digests == nil {
+		return
+	}
+	mode, ok := (*digests)[sum]
+	if !ok {
+		return
+	}
+	ev.Reason = "exec.deny: sha256:" + sum + " (user space)"
+	ev.Verdict = palisadev1.Verdict_VERDICT_AUDITED
+	if mode != palisadev1.Mode_MODE_AUDIT {
+		if err := killIfExe(pid, id); err != nil {
+			s.log.Warn("user-space kill of denied executable", "pid", pid, "err", err)
+		} else {
+			ev.Verdict = palisadev1.Verdict_VERDICT_KILLED
+		}
+	}
+	s.kickReresolve()
+}
+
+// killIfExe SIGKILLs pid through a pidfd, after checking (with the pid
+// pinned by the pidfd) that it still runs the executable id.
+func killIfExe(pid uint32, id proccache.ExeID) error {
+	fd, err := unix.PidfdOpen(int(pid), 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open: %w", err)
+	}
+	defer unix.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return fmt.Errorf("stat exe: %w", err)
+	}
+	if st.Dev != id.Dev || st.Ino != id.Ino {
+		return errors.New("pid now runs another executable")
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+		return fmt.Errorf("pidfd_send_signal: %w", err)
+	}
+	return nil
 }
 
 func (s *Sensor) execReason(verdict uint8, id proccache.ExeID) string {

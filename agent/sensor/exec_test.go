@@ -92,3 +92,43 @@ func TestExec_EventFields(t *testing.T) {
 		t.Errorf("exit = %v", exit.GetExit())
 	}
 }
+
+// A digest that named no known executable at resolve time: the first run
+// is killed from user space, then the inode reaches the kernel deny map
+// and later runs die at exec.
+func TestExec_DenyByDigestOfUnseenBinary(t *testing.T) {
+	e := newEnv(t)
+	bin := copyFile(t, lookPath(t, "sleep"), filepath.Join(t.TempDir(), "unseen-sleep"))
+	b, _ := os.ReadFile(bin)
+	// Make the digest unique to this copy so no running process matches it.
+	b = append(b, []byte("palisade-test")...)
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	digest := hex.EncodeToString(sum[:])
+	if err := e.s.ApplyBundle(&palisadev1.PolicyBundle{Exec: &palisadev1.ExecPolicy{Deny: []string{"sha256:" + digest}}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.s.Policy().DenyExec) != 0 {
+		t.Fatalf("digest resolved before the binary ever ran: %v", e.s.Policy().DenyExec)
+	}
+	if _, sig, err := e.run(bin, "60"); err != nil || sig != syscall.SIGKILL {
+		t.Fatalf("first run: signal %v err %v, want SIGKILL from user space", sig, err)
+	}
+	ev := e.log.wait(t, "user-space kill", execOf("/unseen-sleep"))
+	if ev.GetExec().GetVerdict() != palisadev1.Verdict_VERDICT_KILLED {
+		t.Errorf("first exec event = %v", ev.GetExec())
+	}
+	waitFor(t, "digest resolved to the binary's inode", func() bool {
+		p := e.s.Policy()
+		return len(p.DenyExec) == 1 && p.DenyExec[0].ID == fileID(t, bin)
+	})
+	before := e.stats().Kills
+	if _, sig, err := e.run(bin, "60"); err != nil || sig != syscall.SIGKILL {
+		t.Fatalf("second run: signal %v err %v", sig, err)
+	}
+	if e.stats().Kills != before+1 {
+		t.Error("second run not killed in the kernel")
+	}
+}

@@ -47,6 +47,8 @@ type Resolved struct {
 	// Unresolved lists policy entries that named nothing on this host when
 	// resolved (informational: not errors).
 	Unresolved []string
+
+	execMode palisadev1.Mode // exec.deny's mode, for digests resolved later
 }
 
 // ExecRule denies one executable.

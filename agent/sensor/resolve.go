@@ -112,8 +112,10 @@ func (rs *resolver) bundle(b *palisadev1.PolicyBundle) {
 			rs.r.MetadataClients = append(rs.r.MetadataClients, rs.exe(fmt.Sprintf("metadata.clients[%d]", i), c)...)
 		}
 	}
+	rs.r.execMode = def
 	if ex := b.GetExec(); ex != nil {
 		mode := rs.mode("exec.mode", ex.GetMode(), def)
+		rs.r.execMode = mode
 		for i, d := range ex.GetDeny() {
 			path := fmt.Sprintf("exec.deny[%d]", i)
 			ids := rs.exe(path, d)

@@ -95,6 +95,9 @@ type Sensor struct {
 	// slots[i] maps each outer map to a hash of the content its slot i
 	// holds, when known (guarded by applyMu).
 	slots [2]map[string]string
+	// denyDigests: exec.deny sha256 entries of the current bundle, for the
+	// user-space fallback kill.
+	denyDigests atomic.Pointer[map[string]palisadev1.Mode]
 
 	watch *watcher
 }

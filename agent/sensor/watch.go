@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,13 @@ func (s *Sensor) ApplyBundle(b *palisadev1.PolicyBundle) error {
 	if err := s.Apply(r); err != nil {
 		return err
 	}
+	digests := map[string]palisadev1.Mode{}
+	for _, d := range b.GetExec().GetDeny() {
+		if sum, ok := strings.CutPrefix(d, "sha256:"); ok {
+			digests[strings.ToLower(sum)] = r.execMode
+		}
+	}
+	s.denyDigests.Store(&digests)
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.watch == nil {
@@ -74,6 +82,20 @@ func (s *Sensor) reresolve(w *watcher) (bool, error) {
 	}
 	w.sync(b)
 	return true, s.Apply(r)
+}
+
+// kickReresolve asks the watcher to re-resolve soon (non-blocking).
+func (s *Sensor) kickReresolve() {
+	s.applyMu.Lock()
+	w := s.watch
+	s.applyMu.Unlock()
+	if w == nil {
+		return
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 func sameKernelPolicy(a, b *Resolved) bool {
