@@ -23,7 +23,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,10 +31,10 @@ import (
 	"github.com/palisade-sec/palisade/agent/heartbeat"
 	"github.com/palisade-sec/palisade/agent/hostinfo"
 	"github.com/palisade-sec/palisade/agent/identity"
+	"github.com/palisade-sec/palisade/agent/natsconn"
 	"github.com/palisade-sec/palisade/agent/sensor"
 	"github.com/palisade-sec/palisade/agent/spool"
 	"github.com/palisade-sec/palisade/agent/telemetry"
-	"github.com/palisade-sec/palisade/internal/subjects"
 	"github.com/palisade-sec/palisade/internal/version"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -132,7 +131,7 @@ func (a *Agent) start(ctx context.Context) error {
 			return fmt.Errorf("open spool: %w", err)
 		}
 		a.spool = sp
-		nc, err := connect(a.id, a.log)
+		nc, err := natsconn.Connect(a.id, a.log)
 		if err != nil {
 			return err
 		}
@@ -254,45 +253,6 @@ func (a *Agent) goRun(fn func()) {
 func identityExists(dir string) bool {
 	_, err := identity.Load(dir)
 	return !errors.Is(err, identity.ErrNotEnrolled)
-}
-
-func connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
-	kp, err := nkeys.FromSeed([]byte(id.NKeySeed))
-	if err != nil {
-		return nil, fmt.Errorf("load nkey: %w", err)
-	}
-	pub, err := kp.PublicKey()
-	kp.Wipe()
-	if err != nil {
-		return nil, fmt.Errorf("nkey public key: %w", err)
-	}
-	seed := []byte(id.NKeySeed)
-	nc, err := nats.Connect(strings.Join(id.NATSURLs, ","),
-		nats.Name("palisade-agent "+id.HostID),
-		nats.Nkey(pub, func(nonce []byte) ([]byte, error) {
-			k, err := nkeys.FromSeed(seed)
-			if err != nil {
-				return nil, err
-			}
-			defer k.Wipe()
-			return k.Sign(nonce)
-		}),
-		nats.CustomInboxPrefix(subjects.Inbox(id.HostID)),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats error", "err", err) }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect nats: %w", err)
-	}
-	return nc, nil
 }
 
 // HostID is the agent's host id ("" when standalone).
