@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
@@ -77,6 +78,10 @@ func loadTiny(spec *ebpf.ProgramSpec) error {
 	spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
 	spec.License = "GPL"
 	p, err := ebpf.NewProgram(spec)
+	if errors.Is(err, unix.EPERM) {
+		// cilium/ebpf appends a MEMLOCK hint that misleads here.
+		return fmt.Errorf("load %s program: refused by the kernel (lockdown or LSM policy): %w", spec.Type, unix.EPERM)
+	}
 	if err != nil {
 		return err
 	}
@@ -90,6 +95,9 @@ func Probe() []*palisadev1.Feature {
 	if err := ensureMounts(); err != nil {
 		return []*palisadev1.Feature{feature("mounts", err)}
 	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
+	// ignore it. Lifting it also keeps EPERM errors free of memlock hints.
+	_ = rlimit.RemoveMemlock()
 	var out []*palisadev1.Feature
 	out = append(out, feature(FeatRingbuf, features.HaveMapType(ebpf.RingBuf)))
 	out = append(out, feature(FeatTpBTF, loadTiny(&ebpf.ProgramSpec{
