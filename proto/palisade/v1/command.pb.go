@@ -224,8 +224,12 @@ func (x *BlockAddressCommand) GetExpiresAt() *timestamppb.Timestamp {
 }
 
 type HuntCredentialCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key id itself, when the controller holds it.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Hex sha256 of the key id: agents match candidate ids (LTAI…, AKIA…)
+	// they find by hash, so the id need not be sent.
+	KeyIdSha256   string `protobuf:"bytes,2,opt,name=key_id_sha256,json=keyIdSha256,proto3" json:"key_id_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,6 +267,13 @@ func (*HuntCredentialCommand) Descriptor() ([]byte, []int) {
 func (x *HuntCredentialCommand) GetKeyId() string {
 	if x != nil {
 		return x.KeyId
+	}
+	return ""
+}
+
+func (x *HuntCredentialCommand) GetKeyIdSha256() string {
+	if x != nil {
+		return x.KeyIdSha256
 	}
 	return ""
 }
@@ -609,9 +620,10 @@ const file_palisade_v1_command_proto_rawDesc = "" +
 	"\x13BlockAddressCommand\x12\x12\n" +
 	"\x04cidr\x18\x01 \x01(\tR\x04cidr\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\".\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"R\n" +
 	"\x15HuntCredentialCommand\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x80\x04\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\"\n" +
+	"\rkey_id_sha256\x18\x02 \x01(\tR\vkeyIdSha256\"\x80\x04\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
