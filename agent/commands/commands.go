@@ -42,7 +42,8 @@ type Actions interface {
 	Release(reason string) error
 	Kill(pid uint32, startTime time.Time, tree bool) error
 	Block(cidr string, expires time.Time) error
-	Hunt(keyID string) (detail string, err error)
+	// Hunt searches for a leaked key id, given itself or as its hex sha256.
+	Hunt(keyID, keyIDSha256 string) (detail string, err error)
 }
 
 // Executor verifies and runs commands.
@@ -157,7 +158,7 @@ func (e *Executor) execute(cmd *palisadev1.Command) (string, error) {
 		}
 		return "blocked " + k.Block.GetCidr(), e.Actions.Block(k.Block.GetCidr(), exp)
 	case *palisadev1.Command_Hunt:
-		return e.Actions.Hunt(k.Hunt.GetKeyId())
+		return e.Actions.Hunt(k.Hunt.GetKeyId(), k.Hunt.GetKeyIdSha256())
 	}
 	return "", errors.New("unknown command kind")
 }

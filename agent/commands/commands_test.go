@@ -22,14 +22,26 @@ type recorder struct {
 	fail  error
 }
 
-func (r *recorder) Quarantine(reason string) error { r.calls = append(r.calls, "quarantine:"+reason); return r.fail }
-func (r *recorder) Release(reason string) error    { r.calls = append(r.calls, "release:"+reason); return r.fail }
+func (r *recorder) Quarantine(reason string) error {
+	r.calls = append(r.calls, "quarantine:"+reason)
+	return r.fail
+}
+func (r *recorder) Release(reason string) error {
+	r.calls = append(r.calls, "release:"+reason)
+	return r.fail
+}
 func (r *recorder) Kill(pid uint32, _ time.Time, tree bool) error {
 	r.calls = append(r.calls, "kill")
 	return r.fail
 }
-func (r *recorder) Block(cidr string, _ time.Time) error { r.calls = append(r.calls, "block:"+cidr); return r.fail }
-func (r *recorder) Hunt(key string) (string, error)       { r.calls = append(r.calls, "hunt"); return "found 0", r.fail }
+func (r *recorder) Block(cidr string, _ time.Time) error {
+	r.calls = append(r.calls, "block:"+cidr)
+	return r.fail
+}
+func (r *recorder) Hunt(key, sum string) (string, error) {
+	r.calls = append(r.calls, "hunt")
+	return "found 0", r.fail
+}
 
 var (
 	seed = bytes.Repeat([]byte{3}, 32)
