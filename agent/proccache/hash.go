@@ -135,7 +135,7 @@ func (c *Cache) ExeByID(id ExeID) (Exe, bool) {
 // an inode without reading every file on the host.
 func (c *Cache) ExesByDigest(sum string) []ExeID {
 	for _, p := range c.Snapshot() {
-		if p.ExeSHA256 != "" {
+		if p.ExeSHA256 != "" || p.ExePath == "" { // hashed, or a kernel thread
 			continue
 		}
 		if x, err := c.DigestPID(p.PID); err == nil {

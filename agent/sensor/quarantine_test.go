@@ -236,3 +236,23 @@ func TestQuarantine_SurvivesAgentKill_AdoptedAndReleased(t *testing.T) {
 	}
 	e.mustConnect(other)
 }
+
+func TestQuarantine_IPv6AllowlistByPort(t *testing.T) {
+	probe, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	probe.Close()
+	e := newEnv(t)
+	allowed := listen(t, "[::1]:0")
+	other := listen(t, "[::1]:0")
+	if err := e.s.SetQuarantine(true, []netip.AddrPort{allowed}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustConnect(allowed)
+	e.mustNotConnect(other)
+	if err := e.s.SetQuarantine(false, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.mustConnect(other)
+}
