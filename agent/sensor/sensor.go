@@ -277,7 +277,7 @@ func (s *Sensor) open(ctx context.Context) error {
 // belong to another scope or map layout.
 func (s *Sensor) claimScope(scopeID uint64) error {
 	m := s.coll.Maps["meta"]
-	var cur [16]byte
+	var cur [24]byte
 	if err := m.Lookup(uint32(0), &cur); err != nil {
 		return fmt.Errorf("read meta: %w", err)
 	}
@@ -290,6 +290,9 @@ func (s *Sensor) claimScope(scopeID uint64) error {
 	}
 	le.PutUint64(cur[0:], scopeID)
 	le.PutUint64(cur[8:], layoutVersion)
+	// The agent itself is exempt from kill-on-exec and kill-on-open (it
+	// plants honeytokens and may exec helpers).
+	le.PutUint32(cur[16:], uint32(os.Getpid()))
 	if err := m.Put(uint32(0), cur); err != nil {
 		return fmt.Errorf("write meta: %w", err)
 	}
