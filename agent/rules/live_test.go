@@ -648,3 +648,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond) // poll interval
 	}
 }
+
+// TestLive_HuntAlerts: a hunt finds a running process holding a leaked
+// key; under the enforce-mode leaked-key rule it is killed (start time
+// checked), while a process without the key is untouched.
+func TestLive_HuntAlerts(t *testing.T) {
+	bpftest.RequireBPF(t)
+	cg := bpftest.NewCgroup(t)
+	e, err := NewEngine(Config{HostID: "h1", Logger: quietLogger(), Scope: cg.Path, CgroupRoot: bpftest.CgroupRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := DefaultRules(palisadev1.Mode_MODE_ENFORCE)
+	if err := e.Apply(rs); err != nil {
+		t.Fatal(err)
+	}
+	sleep := lookPath(t, "sleep")
+	leaky := cg.Command(sleep, "30")
+	leaky.Env = []string{"AWS_ACCESS_KEY_ID=" + testKey}
+	clean := cg.Command(sleep, "30")
+	for _, c := range []*exec.Cmd{leaky, clean} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	}
+	ks, _ := hunt.NewKeySet([]hunt.Key{{ID: testKey}})
+	var res *hunt.Result
+	waitFor(t, "hunt finding", func() bool {
+		res, err = hunt.Hunt(context.Background(), hunt.Config{HostID: "h1", Scope: cg.Path, CgroupRoot: bpftest.CgroupRoot, Logger: quietLogger()}, ks)
+		return err == nil && len(res.Processes()) == 1
+	})
+	as := e.HuntAlerts(res)
+	if len(as) != 1 || !as[0].GetResponseTaken() || as[0].GetLabels()["leaked_key"] != "AKIA****MPLE in env AWS_ACCESS_KEY_ID" {
+		t.Fatalf("alerts %v", as)
+	}
+	if !waitKilled(t, leaky) {
+		t.Fatal("leaky process not killed")
+	}
+	if err := clean.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("clean process gone: %v", err)
+	}
+}
