@@ -46,7 +46,7 @@ func TestKeySet_FindAndMask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Contains("export K=" + key1) || d.Contains("export K=AKIAIOSFODNN7EXAMPLF") {
+	if !d.Contains("export K="+key1) || d.Contains("export K=AKIAIOSFODNN7EXAMPLF") {
 		t.Error("digest-only key set")
 	}
 	if _, err := NewKeySet([]Key{{ID: "AKIA"}}); err == nil {
