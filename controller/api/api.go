@@ -30,6 +30,7 @@ import (
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/liveness"
 	"github.com/palisade-sec/palisade/controller/store"
+	"github.com/palisade-sec/palisade/internal/apiv1"
 	"github.com/palisade-sec/palisade/internal/secret"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -53,7 +54,9 @@ type Deps struct {
 // Server is the HTTP handler of the API.
 type Server struct {
 	d   Deps
-	mux *http.ServeMux
+	mux *routeMux
+	// raftLeaderURL returns the leader's API URL (tests may replace it).
+	forwarder *forwarder
 }
 
 // New builds the handler.
@@ -70,7 +73,8 @@ func New(d Deps) *Server {
 	if d.Events == nil {
 		d.Events = eventstore.New(0)
 	}
-	s := &Server{d: d, mux: http.NewServeMux()}
+	s := &Server{d: d, mux: newRouteMux()}
+	s.forwarder = newForwarder(s)
 	s.routes()
 	return s
 }
@@ -88,6 +92,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /api/v1/enroll-tokens", s.auth(palisadev1.Role_ROLE_ADMIN, s.createEnrollToken))
 	s.mux.Handle("GET /api/v1/enroll-tokens", s.auth(palisadev1.Role_ROLE_ADMIN, s.listEnrollTokens))
 	s.mux.Handle("GET /api/v1/audit", s.auth(palisadev1.Role_ROLE_ADMIN, s.listAudit))
+	s.v1Routes()
 
 	s.mux.HandleFunc("/", s.noRoute)
 }
@@ -122,6 +127,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", rid)
 	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, rid))
+	if s.forwarder.shouldForward(r) {
+		s.forwarder.forward(w, r)
+		return
+	}
+	if err := s.consistentRead(r); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "linearizable read failed: "+err.Error()+"; retry")
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -152,37 +165,55 @@ func caller(ctx context.Context) principal {
 }
 
 // auth admits requests that carry a valid, unexpired, unrevoked bearer
-// token whose role is at least min.
+// token whose role is at least min. The route table reads the role back
+// from the returned handler (role matrix tests, OpenAPI check).
 func (s *Server) auth(min palisadev1.Role, h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || raw == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="palisade"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token")
+	return &authHandler{min: min, h: h, s: s}
+}
+
+type authHandler struct {
+	min palisadev1.Role
+	h   http.HandlerFunc
+	s   *Server
+}
+
+func (a *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s, min := a.s, a.min
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || raw == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="palisade"`)
+		writeError(w, http.StatusUnauthorized, "missing bearer token")
+		return
+	}
+	var (
+		tok   *palisadev1.APIToken
+		found bool
+	)
+	s.d.Store.FSM().Read(func(st *fsm.State) { tok, found = st.APITokenByHash(secret.Hash(strings.TrimSpace(raw))) })
+	switch {
+	case !found:
+		writeError(w, http.StatusUnauthorized, "invalid token")
+		return
+	case tok.GetRevoked():
+		writeError(w, http.StatusUnauthorized, "token revoked")
+		return
+	case tok.GetExpiresAt() != nil && !s.d.Now().Before(tok.GetExpiresAt().AsTime()):
+		writeError(w, http.StatusUnauthorized, "token expired")
+		return
+	case tok.GetRole() < min:
+		writeError(w, http.StatusForbidden, fmt.Sprintf("role %s may not do this (needs %s)", roleName(tok.GetRole()), roleName(min)))
+		return
+	}
+	p := principal{TokenID: tok.GetId(), Name: tok.GetName(), Role: tok.GetRole()}
+	ctx := context.WithValue(r.Context(), principalKey{}, p)
+	if isMutation(r.Method) {
+		var ok bool
+		if r, ok = withIdempotency(w, r.WithContext(ctx), p); !ok {
 			return
 		}
-		var (
-			tok   *palisadev1.APIToken
-			found bool
-		)
-		s.d.Store.FSM().Read(func(st *fsm.State) { tok, found = st.APITokenByHash(secret.Hash(strings.TrimSpace(raw))) })
-		switch {
-		case !found:
-			writeError(w, http.StatusUnauthorized, "invalid token")
-			return
-		case tok.GetRevoked():
-			writeError(w, http.StatusUnauthorized, "token revoked")
-			return
-		case tok.GetExpiresAt() != nil && !s.d.Now().Before(tok.GetExpiresAt().AsTime()):
-			writeError(w, http.StatusUnauthorized, "token expired")
-			return
-		case tok.GetRole() < min:
-			writeError(w, http.StatusForbidden, fmt.Sprintf("role %s may not do this (needs %s)", roleName(tok.GetRole()), roleName(min)))
-			return
-		}
-		p := principal{TokenID: tok.GetId(), Name: tok.GetName(), Role: tok.GetRole()}
-		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
-	})
+		ctx = r.Context()
+	}
+	a.h(w, r.WithContext(ctx))
 }
 
 // RoleName is the API's name for a role.
@@ -201,33 +232,79 @@ func roleName(r palisadev1.Role) string {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	addr, id := s.d.Store.Leader()
 	status := http.StatusOK
-	body := map[string]any{"status": "ok", "node": s.d.Store.NodeID(), "leader": id, "leader_addr": addr}
+	body := apiv1.Health{Status: "ok", Node: s.d.Store.NodeID(), State: s.d.Store.State(), Leader: id, LeaderAddr: addr,
+		AppliedIndex: s.d.Store.AppliedIndex()}
 	if addr == "" {
 		status = http.StatusServiceUnavailable
-		body["status"] = "no leader"
+		body.Status = "no leader"
 	}
 	writeJSON(w, status, body)
 }
 
 // propose stamps and applies a command through Raft on behalf of the
-// request's caller.
+// request's caller, with the request's idempotency key if it has one. A
+// replay of a command that created a secret (a token) cannot give the
+// secret again: it fails with errSecretReplay.
 func (s *Server) propose(r *http.Request, actor string, cmd *palisadev1.FSMCommand) (uint64, error) {
+	res, err := s.proposeResult(r, actor, cmd, "")
+	if err != nil {
+		return 0, err
+	}
+	if res.Replayed {
+		return 0, fmt.Errorf("%w (it created %s)", errSecretReplay, res.ResultID)
+	}
+	return res.Index, res.Err
+}
+
+var errSecretReplay = errors.New("this Idempotency-Key already created a secret, which is shown only once: revoke that one and create another")
+
+func (s *Server) proposeResult(r *http.Request, actor string, cmd *palisadev1.FSMCommand, resultID string) (*fsm.Result, error) {
 	cmd.Time = timestamppb.New(s.d.Now())
 	cmd.RequestId = requestID(r.Context())
 	cmd.Actor = actor
+	cmd.ResultId = resultID
+	if ik, ok := r.Context().Value(idempotencyKey{}).(idempotency); ok {
+		cmd.IdempotencyKey, cmd.IdempotencyFingerprint = ik.key, ik.fingerprint
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	return s.d.Store.Apply(ctx, cmd)
+	return s.d.Store.ApplyResult(ctx, cmd)
+}
+
+// commit proposes cmd for the authenticated caller; resultID is the id of
+// what the command creates or changes. On any failure it writes the error
+// response and returns false. After a replay (a retried Idempotency-Key)
+// the result's ResultID is the original request's, the replay header is
+// set, and nothing new happened.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, cmd *palisadev1.FSMCommand, resultID string) (*fsm.Result, bool) {
+	res, err := s.proposeResult(r, caller(r.Context()).actor(), cmd, resultID)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		s.writeApplyError(w, err)
+		return nil, false
+	}
+	if res.Replayed {
+		w.Header().Set(apiv1.HeaderIdempotentReplay, "true")
+	}
+	return res, true
 }
 
 // writeApplyError maps a Raft/FSM error to a response.
 func (s *Server) writeApplyError(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, store.ErrUncertain):
+		writeError(w, http.StatusServiceUnavailable, "the change may or may not have been committed ("+err.Error()+"); retry with the same Idempotency-Key")
 	case errors.Is(err, store.ErrNotLeader):
 		_, leader := s.d.Store.Leader()
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("this node is not the leader (leader: %q); retry", leader))
-	case errors.Is(err, fsm.ErrExists):
+	case errors.Is(err, fsm.ErrExists), errors.Is(err, fsm.ErrConflict):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, fsm.ErrIdempotencyMismatch), errors.Is(err, errSecretReplay):
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+	case errors.Is(err, fsm.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, fsm.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	default:

@@ -3,13 +3,15 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/internal/apiv1"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
-// listAudit serves GET /api/v1/audit?after=INDEX&limit=N.
+// listAudit serves GET /api/v1/audit?after=INDEX&limit=N&actor=&action=&target=
+// (action "host." matches every action starting with it).
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problems []string
@@ -32,8 +34,21 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid query", problems...)
 		return
 	}
+	actor, action, target := q.Get("actor"), q.Get("action"), q.Get("target")
+	keep := func(e *palisadev1.AuditEntry) bool {
+		if actor != "" && e.GetActor() != actor || target != "" && e.GetTarget() != target {
+			return false
+		}
+		if action != "" {
+			if p, ok := strings.CutSuffix(action, "."); ok {
+				return strings.HasPrefix(e.GetAction(), p+".")
+			}
+			return e.GetAction() == action
+		}
+		return true
+	}
 	var entries []*palisadev1.AuditEntry
-	s.d.Store.FSM().Read(func(st *fsm.State) { entries = st.Audit(after, limit) })
+	s.d.Store.FSM().Read(func(st *fsm.State) { entries = st.AuditFilter(after, limit, keep) })
 	out := apiv1.AuditList{Entries: make([]apiv1.AuditEntry, 0, len(entries))}
 	for _, e := range entries {
 		out.Entries = append(out.Entries, apiv1.AuditEntry{

@@ -49,11 +49,18 @@ func (s *Server) hostView(h *palisadev1.Host) apiv1.Host {
 }
 
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	keep, problems := hostFilter(r)
+	if len(problems) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid query", problems...)
+		return
+	}
 	var hosts []*palisadev1.Host
 	s.d.Store.FSM().Read(func(st *fsm.State) { hosts = st.Hosts() })
 	out := apiv1.HostList{Hosts: make([]apiv1.Host, 0, len(hosts))}
 	for _, h := range hosts {
-		out.Hosts = append(out.Hosts, s.hostView(h))
+		if v := s.hostView(h); keep(v) {
+			out.Hosts = append(out.Hosts, v)
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

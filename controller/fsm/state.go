@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -199,13 +200,19 @@ func apply(s *State, index uint64, cmd *palisadev1.FSMCommand) (outcome, error) 
 		audit.RequestId = cmd.GetRequestId()
 		s.audit = append(s.audit, audit)
 	}
+	resultID := cmd.GetResultId()
+	switch cmd.GetCmd().(type) {
+	case *palisadev1.FSMCommand_ApplyPolicy, *palisadev1.FSMCommand_RollbackPolicy:
+		// The version is assigned here, not by the proposer.
+		resultID = strconv.FormatUint(s.latestPolicy, 10)
+	}
 	if key != "" {
 		rememberIdempotency(s, &palisadev1.IdempotencyRecord{
-			Key: key, Fingerprint: cmd.GetIdempotencyFingerprint(), Index: index, ResultId: cmd.GetResultId(),
+			Key: key, Fingerprint: cmd.GetIdempotencyFingerprint(), Index: index, ResultId: resultID,
 			ExpiresAt: timestamppb.New(cmd.GetTime().AsTime().Add(IdempotencyTTL)),
 		})
 	}
-	return outcome{resultID: cmd.GetResultId()}, nil
+	return outcome{resultID: resultID}, nil
 }
 
 func applyInitCluster(s *State, c *palisadev1.InitClusterCmd) (*palisadev1.AuditEntry, error) {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,7 +30,21 @@ type Config struct {
 	ServerName string
 	// ControllerNKey is the public nkey of the controllers' identity.
 	ControllerNKey string
+	// Agents are the agent users to start with (public nkey -> host id),
+	// so agents reconnecting to a restarted server are admitted at once.
+	Agents map[string]string
 	Logger         *slog.Logger
+	// ClusterListen is host:port of the route listener that joins this
+	// server with the other controller nodes' into one NATS cluster;
+	// empty: a standalone server.
+	ClusterListen string
+	// ClusterName names the NATS cluster (the same on every node).
+	ClusterName string
+	// RouteUser and RoutePassword authenticate routes; every node derives
+	// them from the replicated cluster secret.
+	RouteUser, RoutePassword string
+	// Routes are the other nodes' route addresses (host:port).
+	Routes []string
 }
 
 // Server is a running embedded NATS server.
@@ -39,6 +55,77 @@ type Server struct {
 	opts *server.Options
 	// agents currently configured, by nkey, to skip no-op reloads.
 	agents map[string]string
+	routes []string // sorted
+}
+
+func routeURLs(addrs []string, user, pass string) []*url.URL {
+	var out []*url.URL
+	for _, a := range addrs {
+		u := &url.URL{Scheme: "nats", Host: a}
+		if user != "" {
+			u.User = url.UserPassword(user, pass)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// withSelf returns routes, or only this server's own route address when
+// routes is empty: clustered JetStream refuses to start without any
+// configured route, and a server ignores a route to itself. The first
+// node of a new cluster starts this way and gets real routes (SetRoutes)
+// as the others join.
+func withSelf(routes []string, self string) []string {
+	if len(routes) > 0 {
+		return routes
+	}
+	return []string{self}
+}
+
+// JetStreamReady reports whether JetStream (clustered or not) has a meta
+// leader and so can create streams.
+func (s *Server) JetStreamReady() bool {
+	if !s.ns.JetStreamEnabled() {
+		return false
+	}
+	if !s.ns.JetStreamIsClustered() {
+		return true
+	}
+	return s.ns.JetStreamIsCurrent()
+}
+
+// SetRoutes replaces the routes to the other nodes' NATS servers (a
+// no-op for a standalone server or an unchanged list).
+func (s *Server) SetRoutes(addrs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.Cluster.Port == 0 {
+		return nil
+	}
+	addrs = slices.Clone(addrs)
+	slices.Sort(addrs)
+	if slices.Equal(addrs, s.routes) {
+		return nil
+	}
+	opts := s.opts.Clone()
+	opts.Routes = routeURLs(withSelf(addrs, net.JoinHostPort(s.opts.Cluster.Host, strconv.Itoa(s.opts.Cluster.Port))),
+		s.opts.Cluster.Username, s.opts.Cluster.Password)
+	if err := s.ns.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("reload nats routes: %w", err)
+	}
+	s.opts, s.routes = opts, addrs
+	return nil
+}
+
+// NumRoutes is how many route connections the server has (tests).
+func (s *Server) NumRoutes() int { return s.ns.NumRoutes() }
+
+// ClusterAddr is the route listener's address, empty when standalone.
+func (s *Server) ClusterAddr() string {
+	if a := s.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -71,8 +158,27 @@ func Start(cfg Config) (*Server, error) {
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}
-	s := &Server{log: cfg.Logger, agents: map[string]string{}}
-	opts.Nkeys = s.users(cfg.ControllerNKey, nil)
+	if cfg.ClusterListen != "" {
+		ch, cp, err := net.SplitHostPort(cfg.ClusterListen)
+		if err != nil {
+			return nil, fmt.Errorf("nats cluster listen address %q: %w", cfg.ClusterListen, err)
+		}
+		cport, err := strconv.Atoi(cp)
+		if err != nil {
+			return nil, fmt.Errorf("nats cluster port %q: %w", cp, err)
+		}
+		opts.Cluster = server.ClusterOpts{
+			Name: cfg.ClusterName, Host: ch, Port: cport,
+			Username: cfg.RouteUser, Password: cfg.RoutePassword,
+		}
+		opts.Routes = routeURLs(withSelf(cfg.Routes, cfg.ClusterListen), cfg.RouteUser, cfg.RoutePassword)
+	}
+	s := &Server{log: cfg.Logger, agents: map[string]string{}, routes: slices.Clone(cfg.Routes)}
+	slices.Sort(s.routes)
+	opts.Nkeys = s.users(cfg.ControllerNKey, cfg.Agents)
+	for k, v := range cfg.Agents {
+		s.agents[k] = v
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("create nats server: %w", err)

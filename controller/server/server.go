@@ -54,6 +54,32 @@ type Config struct {
 	// Raft tuning (zero: defaults).
 	RaftHeartbeatTimeout time.Duration
 	RaftElectionTimeout  time.Duration
+	// RaftSnapshotThreshold: log entries between automatic snapshots
+	// (0: 8192); RaftTrailingLogs: entries a snapshot leaves in the log
+	// (0: 10240); a follower further behind is sent the snapshot.
+	RaftSnapshotThreshold uint64
+	RaftTrailingLogs      uint64
+
+	// Join is the API URL of any node of an existing cluster: a node with
+	// no Raft state asks it (it forwards to the leader) to add it as a
+	// voter. JoinTokenFile holds an admin API token that authenticates
+	// the join (and later re-registrations of this node's addresses).
+	Join          string
+	JoinTokenFile string
+	// APIAdvertise is the API URL other nodes use to reach this one
+	// (default http://<the API listener's address>).
+	APIAdvertise string
+	// NATSClusterListen (host:port) makes the embedded NATS server join
+	// the other nodes' into one NATS cluster; routes come from the nodes
+	// recorded in the cluster state, plus NATSRoutes.
+	NATSClusterListen string
+	NATSRoutes        []string
+	// NATSURL points this node at an existing NATS cluster instead of
+	// embedding a server (comma-separated URLs); NATSCredsFile holds the
+	// credentials (a .creds file) the controller uses there. In this mode
+	// the operator's NATS manages agent identities.
+	NATSURL       string
+	NATSCredsFile string
 }
 
 // Controller is a running node.
@@ -71,6 +97,10 @@ type Controller struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	leader leaderHooks
+	// nodeID -> NATS route address last applied.
+	apiURL string
 }
 
 // Start brings a node up and returns once it serves the API. The node runs
@@ -96,11 +126,23 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 }
 
 func (c *Controller) start(ctx context.Context) error {
+	// The API listener comes first: a joining node tells the cluster its
+	// API URL before it can serve.
+	ln, err := net.Listen("tcp", c.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen api %s: %w", c.cfg.APIAddr, err)
+	}
+	c.listener = ln
+	c.apiURL = c.cfg.APIAdvertise
+	if c.apiURL == "" {
+		c.apiURL = "http://" + ln.Addr().String()
+	}
 	st, err := store.Open(store.Config{
 		NodeID: c.cfg.NodeID, DataDir: c.cfg.DataDir, RaftAddr: c.cfg.RaftAddr,
 		Bootstrap: c.cfg.Bootstrap, Logger: c.log,
 		HeartbeatTimeout: c.cfg.RaftHeartbeatTimeout, ElectionTimeout: c.cfg.RaftElectionTimeout,
 		LeaderLeaseTimeout: min(c.cfg.RaftHeartbeatTimeout, c.cfg.RaftElectionTimeout),
+		SnapshotThreshold:  c.cfg.RaftSnapshotThreshold, TrailingLogs: c.cfg.RaftTrailingLogs,
 	})
 	if err != nil {
 		return err
@@ -109,6 +151,11 @@ func (c *Controller) start(ctx context.Context) error {
 
 	sctx, scancel := context.WithTimeout(ctx, c.cfg.StartTimeout)
 	defer scancel()
+	if c.cfg.Join != "" && !st.HadState() {
+		if err := c.join(sctx); err != nil {
+			return err
+		}
+	}
 	if err := st.WaitForLeader(sctx); err != nil {
 		return err
 	}
@@ -130,14 +177,11 @@ func (c *Controller) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("controller nkey: %w", err)
 	}
-	ns, err := natsembed.Start(natsembed.Config{
-		Listen: c.cfg.NATSListen, StoreDir: filepath.Join(c.cfg.DataDir, "nats"),
-		ServerName: c.cfg.NodeID, ControllerNKey: pub, Logger: c.log,
-	})
+	nc, err := c.startNATS(ci, pub)
 	if err != nil {
 		return err
 	}
-	c.nats = ns
+	c.nc = nc
 	c.syncNATSUsers()
 	changed := make(chan struct{}, 1)
 	st.FSM().OnChange(func() {
@@ -153,27 +197,13 @@ func (c *Controller) start(ctx context.Context) error {
 				return
 			case <-changed:
 				c.syncNATSUsers()
+				c.syncNATSRoutes()
 			}
 		}
 	})
 
-	seed := ci.GetControllerNkeySeed()
-	nc, err := nats.Connect(ns.ClientURL(),
-		nats.Name("palisade-controller "+c.cfg.NodeID),
-		nats.Nkey(pub, func(nonce []byte) ([]byte, error) {
-			k, err := nkeys.FromSeed(seed)
-			if err != nil {
-				return nil, err
-			}
-			defer k.Wipe()
-			return k.Sign(nonce)
-		}),
-		nats.MaxReconnects(-1),
-	)
-	if err != nil {
-		return fmt.Errorf("connect to embedded nats: %w", err)
-	}
-	c.nc = nc
+	c.goRun(func() { c.runLeaderHooks(ctx) })
+	c.goRun(func() { c.keepRegistered(ctx) })
 	c.goRun(func() {
 		if err := c.tracker.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
 			c.log.Error("heartbeat subscription ended", "err", err)
@@ -202,11 +232,6 @@ func (c *Controller) start(ctx context.Context) error {
 		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg, Events: c.events,
 		NATSURLs: c.natsURLs,
 	})
-	ln, err := net.Listen("tcp", c.cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("listen api %s: %w", c.cfg.APIAddr, err)
-	}
-	c.listener = ln
 	c.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	c.goRun(func() {
@@ -214,7 +239,7 @@ func (c *Controller) start(ctx context.Context) error {
 			c.log.Error("api server stopped", "err", err)
 		}
 	})
-	c.log.Info("controller started", "node", c.cfg.NodeID, "api", c.APIURL(), "nats", ns.ClientURL(), "raft", st.Addr())
+	c.log.Info("controller started", "node", c.cfg.NodeID, "api", c.APIURL(), "nats", c.natsURLs(), "raft", st.Addr())
 	return nil
 }
 
@@ -233,16 +258,30 @@ func (c *Controller) knownHost(id string) bool {
 	return ok
 }
 
-// natsURLs is what agents are told to connect to.
+// natsURLs is what agents are told to connect to: this node's NATS URL
+// first, then the other nodes' (embedded cluster), or the external
+// cluster's URLs.
 func (c *Controller) natsURLs() []string {
-	if c.cfg.NATSAdvertise != "" {
-		return []string{c.cfg.NATSAdvertise}
+	if c.cfg.NATSURL != "" {
+		return splitList(c.cfg.NATSURL)
 	}
-	return []string{c.nats.ClientURL()}
+	own := c.ownNATSClientURL()
+	out := []string{own}
+	c.store.FSM().Read(func(s *fsm.State) {
+		for _, n := range s.Nodes() {
+			if u := n.GetNatsClientUrl(); u != "" && u != own && n.GetId() != c.cfg.NodeID {
+				out = append(out, u)
+			}
+		}
+	})
+	return out
 }
 
 // syncNATSUsers makes the embedded server's users match the enrolled hosts.
 func (c *Controller) syncNATSUsers() {
+	if c.nats == nil {
+		return // external NATS: the operator manages identities
+	}
 	agents := map[string]string{}
 	c.store.FSM().Read(func(s *fsm.State) {
 		for _, h := range s.Hosts() {
@@ -330,8 +369,13 @@ func (c *Controller) waitCluster(ctx context.Context) (*palisadev1.ClusterInfo, 
 // APIURL is the API's base URL.
 func (c *Controller) APIURL() string { return "http://" + c.listener.Addr().String() }
 
-// NATSURL is the embedded NATS server's client URL.
-func (c *Controller) NATSURL() string { return c.nats.ClientURL() }
+// NATSURL is the NATS URL this node uses (its embedded server's).
+func (c *Controller) NATSURL() string {
+	if c.nats == nil {
+		return splitList(c.cfg.NATSURL)[0]
+	}
+	return c.nats.ClientURL()
+}
 
 // Store exposes the Raft store (tests).
 func (c *Controller) Store() *store.Store { return c.store }
@@ -348,10 +392,16 @@ func (c *Controller) Close() error {
 	var errs []error
 	c.closed.Do(func() {
 		c.cancel()
+		if c.http == nil && c.listener != nil {
+			_ = c.listener.Close() // start failed before serving
+		}
 		if c.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := c.http.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("shutdown api: %w", err))
+				// Requests still waiting on Raft (a cluster that lost
+				// quorum) are cut rather than waited for.
+				c.log.Warn("api requests still running at shutdown: closing them", "err", err)
+				_ = c.http.Close()
 			}
 			cancel()
 		}

@@ -64,7 +64,12 @@ type Store struct {
 	transport *raft.NetworkTransport
 	layer     *faultLayer
 	bolt      *raftboltdb.BoltStore
+	hadState  bool
 }
+
+// HadState reports whether the data dir held Raft state when the node
+// opened (a node that did not must bootstrap or join).
+func (s *Store) HadState() bool { return s.hadState }
 
 // Open starts the Raft node. The caller must Close it.
 func Open(cfg Config) (*Store, error) {
@@ -147,6 +152,7 @@ func Open(cfg Config) (*Store, error) {
 		s.closeTransport()
 		return nil, fmt.Errorf("check raft state: %w", err)
 	}
+	s.hadState = hasState
 	r, err := raft.NewRaft(rc, s.fsm, bolt, bolt, snaps, tr)
 	if err != nil {
 		s.closeTransport()
@@ -410,4 +416,12 @@ func FirstLogIndex(s *Store) (uint64, error) {
 		return 0, fmt.Errorf("first log index: %w", err)
 	}
 	return i, nil
+}
+
+// TransferLeadership asks another voter to take over (leader only).
+func (s *Store) TransferLeadership() error {
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transfer leadership: %w", err)
+	}
+	return nil
 }

@@ -5,6 +5,8 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/palisade-sec/palisade/internal/apiv1"
@@ -41,68 +44,153 @@ func StatusOf(err error) int {
 	return 0
 }
 
-// Client talks to one controller.
+// Client talks to a controller cluster through any of its nodes.
 type Client struct {
-	base  *url.URL
+	bases []*url.URL
 	token string
 	http  *http.Client
+	// RetryFor bounds retrying a request that met an unavailable node or
+	// a cluster between leaders (503, connection errors); 0: no retries.
+	RetryFor time.Duration
+
+	mu   sync.Mutex
+	next int // index of the base URL to try first
 }
 
-// New returns a client for the API at baseURL ("http://host:port"); token
-// may be empty for unauthenticated routes.
+// New returns a client for the API at baseURL ("http://host:port", or
+// several separated by commas: the nodes of one cluster, tried in turn);
+// token may be empty for unauthenticated routes. Requests that meet an
+// unavailable node or a leader election are retried for 15s (RetryFor);
+// every mutation carries an Idempotency-Key (generated unless the caller
+// set one with WithIdempotencyKey), so a retry never acts twice.
 func New(baseURL, token string) (*Client, error) {
-	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("api url %q: %w", baseURL, err)
+	c := &Client{token: token, http: &http.Client{Timeout: 30 * time.Second}, RetryFor: 15 * time.Second}
+	for _, raw := range strings.Split(baseURL, ",") {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(strings.TrimRight(raw, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("api url %q: %w", raw, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("api url %q: want http(s)://host:port", raw)
+		}
+		c.bases = append(c.bases, u)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("api url %q: want http(s)://host:port", baseURL)
-	}
-	return &Client{base: u, token: token, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	return c, nil
+}
+
+type idemKey struct{}
+
+// WithIdempotencyKey makes the mutation sent with ctx carry key (instead
+// of a generated one): retries with the same key, even from another
+// process, return the first result.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idemKey{}, key)
+}
+
+func newKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Do sends a request with an optional JSON body and decodes a JSON answer
-// into out (when non-nil).
+// into out (when non-nil). It retries (see RetryFor) on 503 and on
+// connection errors, moving to the next node.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	u := *c.base
-	u.Path += path
-	u.RawQuery = query.Encode()
-	var rd io.Reader
+	var data []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		data = b
+	}
+	key := ""
+	if method != http.MethodGet && method != http.MethodHead {
+		key, _ = ctx.Value(idemKey{}).(string)
+		if key == "" {
+			key = newKey()
+		}
+	}
+	deadline := time.Now().Add(c.RetryFor)
+	backoff := 50 * time.Millisecond
+	for {
+		err := c.once(ctx, method, path, query, data, body != nil, key, out)
+		if err == nil || !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.next = (c.next + 1) % len(c.bases)
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusBadGateway
+	}
+	var ne *netError
+	return errors.As(err, &ne)
+}
+
+// netError marks a transport failure (the node is down or unreachable).
+type netError struct{ err error }
+
+func (e *netError) Error() string { return e.err.Error() }
+func (e *netError) Unwrap() error { return e.err }
+
+func (c *Client) once(ctx context.Context, method, path string, query url.Values, data []byte, hasBody bool, key string, out any) error {
+	c.mu.Lock()
+	u := *c.bases[c.next]
+	c.mu.Unlock()
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var rd io.Reader
+	if hasBody {
+		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
-	if body != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if key != "" {
+		req.Header.Set(apiv1.HeaderIdempotencyKey, key)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		return fmt.Errorf("%s %s: %w", method, path, &netError{err})
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	respData, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("%s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var eb apiv1.Error
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb.Error = strings.TrimSpace(string(data))
+		if json.Unmarshal(respData, &eb) != nil || eb.Error == "" {
+			eb.Error = strings.TrimSpace(string(respData))
 		}
 		return &Error{Status: resp.StatusCode, Message: eb.Error, Problems: eb.Problems}
 	}
 	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
+		if err := json.Unmarshal(respData, out); err != nil {
 			return fmt.Errorf("%s %s: decode response: %w", method, path, err)
 		}
 	}
