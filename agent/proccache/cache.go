@@ -19,12 +19,14 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 )
 
-// Process is one process as the cache knows it. Values are copies.
+// Process is one process as the cache knows it. Values are copies, except
+// Argv, which is shared and must not be modified.
 type Process struct {
 	PID, PPID uint32
 	UID, GID  uint32
@@ -186,9 +188,7 @@ func (c *Cache) Get(pid uint32) (Process, bool) {
 	if !ok {
 		return Process{}, false
 	}
-	p := *el.Value.(*Process)
-	p.Argv = append([]string(nil), p.Argv...)
-	return p, true
+	return *el.Value.(*Process), true
 }
 
 // Lookup returns the process with pid, reading it from /proc when the cache
@@ -230,16 +230,14 @@ func (c *Cache) SetDigest(pid uint32, sum string) {
 // Ancestry returns up to max ancestors of pid, nearest first, reading
 // unknown ancestors from /proc.
 func (c *Cache) Ancestry(pid uint32, max int) []Process {
-	var out []Process
+	out := make([]Process, 0, min(max, 16))
 	p, ok := c.Get(pid)
 	if !ok {
 		return nil
 	}
-	seen := map[uint32]bool{pid: true}
-	for len(out) < max && p.PPID != 0 && !seen[p.PPID] {
-		seen[p.PPID] = true
+	for len(out) < max && p.PPID != 0 && p.PPID != p.PID {
 		parent, ok := c.Lookup(p.PPID)
-		if !ok {
+		if !ok || slices.ContainsFunc(out, func(a Process) bool { return a.PID == parent.PID }) {
 			break
 		}
 		out = append(out, parent)
