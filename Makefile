@@ -11,7 +11,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X github.com/palisade-sec/palisade/internal/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build generate generate-proto generate-bpf check-generated test test-short demo bench lint clean tools
+.PHONY: all build package generate generate-proto generate-bpf check-generated test test-short demo bench lint clean tools
 
 all: build
 
@@ -45,6 +45,11 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# .deb and .rpm for amd64 and arm64 in dist/ (packaging/cmd/mkpkg, nfpm;
+# its own go.mod keeps nfpm's dependencies out of the product's).
+package:
+	cd packaging/cmd/mkpkg && $(GO) run . -root $(CURDIR) -version $(VERSION) -out dist
 
 demo: build
 	./scripts/demo.sh
