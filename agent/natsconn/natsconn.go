@@ -41,6 +41,9 @@ func Connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
 		nats.CustomInboxPrefix(subjects.Inbox(id.HostID)),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
+		// A restarted server may not know this agent for a moment: keep
+		// trying instead of giving up after repeated auth errors.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {

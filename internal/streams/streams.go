@@ -11,6 +11,9 @@
 //	           pull consumer per host ("agent-<host>", filtered to the host's
 //	           subject) created by the controller at enrolment.
 //	KV PALISADE_POLICY  key "fleet": the signed policy bundle agents watch.
+//	KV PALISADE_INGEST  key "<host>": the last sequence number the leader
+//	           ingested from the host, so a new leader (or a restarted one)
+//	           drops what was already ingested.
 package streams
 
 import (
@@ -30,6 +33,7 @@ const (
 	Commands       = "COMMANDS"
 	PolicyBucket   = "PALISADE_POLICY"
 	PolicyKey      = "fleet"
+	IngestBucket   = "PALISADE_INGEST"
 	IngestConsumer = "controller-ingest"
 )
 
@@ -111,8 +115,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	}); err != nil {
 		return fmt.Errorf("ensure kv %s: %w", PolicyBucket, err)
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: IngestBucket, Description: "ingest progress per host", History: 1,
+		Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure kv %s: %w", IngestBucket, err)
+	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, Telemetry, jetstream.ConsumerConfig{
-		Durable: IngestConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		Durable: IngestConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second,
 		MaxAckPending: 10000, DeliverPolicy: jetstream.DeliverAllPolicy,
 	}); err != nil {
 		return fmt.Errorf("ensure consumer %s: %w", IngestConsumer, err)
