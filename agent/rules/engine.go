@@ -632,7 +632,7 @@ func (s *agentState) isAgentPath(p string) bool {
 	}
 	p = filepath.Clean(p)
 	for _, a := range s.clean {
-		if p == a || strings.HasPrefix(p, a+"/") {
+		if strings.HasPrefix(p, a) && (len(p) == len(a) || p[len(a)] == '/') {
 			return true
 		}
 	}

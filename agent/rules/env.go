@@ -91,7 +91,7 @@ var processFields = map[string]field{
 	"gid":        {types.IntType, func(o any) ref.Val { return types.Int(pv(o).p.GetGid()) }},
 	"cgroup_id":  {types.IntType, func(o any) ref.Val { return types.Int(int64(pv(o).p.GetCgroupId())) }},
 	"comm":       {types.StringType, func(o any) ref.Val { return types.String(pv(o).p.GetComm()) }},
-	"exe_path":   {types.StringType, func(o any) ref.Val { return types.String(pv(o).p.GetExePath()) }},
+	"exe_path":   {types.StringType, func(o any) ref.Val { return pv(o).exePath() }},
 	"exe_sha256": {types.StringType, func(o any) ref.Val { return types.String(pv(o).p.GetExeSha256()) }},
 	"argv": {stringList, func(o any) ref.Val {
 		v := pv(o)

@@ -31,6 +31,7 @@ type procView struct {
 	p *palisadev1.Process
 
 	anc, ancExes ref.Val
+	exe          ref.Val // boxed once: rules read exe_path often
 
 	fdDone bool
 	fd     fdInfo
@@ -48,6 +49,13 @@ type fdInfo struct {
 
 func (v *procView) dir() string {
 	return filepath.Join(v.a.eng.cfg.ProcRoot, strconv.FormatUint(uint64(v.p.GetPid()), 10))
+}
+
+func (v *procView) exePath() ref.Val {
+	if v.exe == nil {
+		v.exe = types.String(v.p.GetExePath())
+	}
+	return v.exe
 }
 
 func (v *procView) ancestry() ref.Val {
