@@ -77,3 +77,35 @@ func Verify(pub ed25519.PublicKey, hostID string, data []byte, now time.Time) (*
 	}
 	return &cmd, nil
 }
+
+// SignBundle serializes and signs a policy bundle.
+func SignBundle(seed []byte, b *palisadev1.PolicyBundle) ([]byte, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("signing seed has %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode bundle: %w", err)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	return proto.Marshal(&palisadev1.SignedBundle{
+		Bundle: body, Signature: ed25519.Sign(priv, body), KeyId: KeyID(priv.Public().(ed25519.PublicKey)),
+	})
+}
+
+// VerifyBundle decodes a SignedBundle and checks its signature with pub.
+// The bundle's content still needs policy.ValidateBundle.
+func VerifyBundle(pub ed25519.PublicKey, data []byte) (*palisadev1.PolicyBundle, error) {
+	var sb palisadev1.SignedBundle
+	if err := proto.Unmarshal(data, &sb); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, sb.GetBundle(), sb.GetSignature()) {
+		return nil, ErrBadSignature
+	}
+	var b palisadev1.PolicyBundle
+	if err := proto.Unmarshal(sb.GetBundle(), &b); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return &b, nil
+}

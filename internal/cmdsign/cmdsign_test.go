@@ -69,3 +69,24 @@ func FuzzVerify(f *testing.F) {
 		_, _ = Verify(pub, "h", data, time.Unix(0, 0))
 	})
 }
+
+func TestSignVerifyBundle(t *testing.T) {
+	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	b := &palisadev1.PolicyBundle{Name: "p", Version: 3}
+	data, err := SignBundle(seed, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyBundle(pub, data)
+	if err != nil || !proto.Equal(got, b) {
+		t.Fatalf("verify: %v %v", got, err)
+	}
+	var sb palisadev1.SignedBundle
+	_ = proto.Unmarshal(data, &sb)
+	sb.Bundle[len(sb.Bundle)-1] ^= 1
+	tampered, _ := proto.Marshal(&sb)
+	if _, err := VerifyBundle(pub, tampered); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("tampered: err = %v", err)
+	}
+}

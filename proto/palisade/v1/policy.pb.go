@@ -637,6 +637,69 @@ func (x *PolicyBundle) GetRules() []*Rule {
 	return nil
 }
 
+// SignedBundle is a PolicyBundle as the controller publishes it to agents:
+// the serialized bundle and the controller's ed25519 signature over
+// exactly those bytes (the key agents pinned at enrolment).
+type SignedBundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bundle        []byte                 `protobuf:"bytes,1,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	KeyId         string                 `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedBundle) Reset() {
+	*x = SignedBundle{}
+	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedBundle) ProtoMessage() {}
+
+func (x *SignedBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedBundle.ProtoReflect.Descriptor instead.
+func (*SignedBundle) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SignedBundle) GetBundle() []byte {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+func (x *SignedBundle) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedBundle) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 var File_palisade_v1_policy_proto protoreflect.FileDescriptor
 
 const file_palisade_v1_policy_proto_rawDesc = "" +
@@ -691,7 +754,11 @@ const file_palisade_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"quarantine\x18\v \x01(\v2\x1d.palisade.v1.QuarantinePolicyR\n" +
 	"quarantine\x12'\n" +
-	"\x05rules\x18\f \x03(\v2\x11.palisade.v1.RuleR\x05rules*>\n" +
+	"\x05rules\x18\f \x03(\v2\x11.palisade.v1.RuleR\x05rules\"[\n" +
+	"\fSignedBundle\x12\x16\n" +
+	"\x06bundle\x18\x01 \x01(\fR\x06bundle\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId*>\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -711,7 +778,7 @@ func file_palisade_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_palisade_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_palisade_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_palisade_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_palisade_v1_policy_proto_goTypes = []any{
 	(Mode)(0),                     // 0: palisade.v1.Mode
 	(*ProtectedFiles)(nil),        // 1: palisade.v1.ProtectedFiles
@@ -722,7 +789,8 @@ var file_palisade_v1_policy_proto_goTypes = []any{
 	(*QuarantinePolicy)(nil),      // 6: palisade.v1.QuarantinePolicy
 	(*Rule)(nil),                  // 7: palisade.v1.Rule
 	(*PolicyBundle)(nil),          // 8: palisade.v1.PolicyBundle
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*SignedBundle)(nil),          // 9: palisade.v1.SignedBundle
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_palisade_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: palisade.v1.ProtectedFiles.mode:type_name -> palisade.v1.Mode
@@ -730,7 +798,7 @@ var file_palisade_v1_policy_proto_depIdxs = []int32{
 	0,  // 2: palisade.v1.ExecPolicy.mode:type_name -> palisade.v1.Mode
 	0,  // 3: palisade.v1.NetworkPolicy.mode:type_name -> palisade.v1.Mode
 	0,  // 4: palisade.v1.Rule.mode:type_name -> palisade.v1.Mode
-	9,  // 5: palisade.v1.PolicyBundle.created_at:type_name -> google.protobuf.Timestamp
+	10, // 5: palisade.v1.PolicyBundle.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: palisade.v1.PolicyBundle.default_mode:type_name -> palisade.v1.Mode
 	1,  // 7: palisade.v1.PolicyBundle.protected_files:type_name -> palisade.v1.ProtectedFiles
 	2,  // 8: palisade.v1.PolicyBundle.metadata:type_name -> palisade.v1.MetadataPolicy
@@ -757,7 +825,7 @@ func file_palisade_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_palisade_v1_policy_proto_rawDesc), len(file_palisade_v1_policy_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
