@@ -213,10 +213,12 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (!in_scope())
 		return 0;
 
+	/* tp_btf arguments are BTF pointers: plain (CO-RE relocated) loads,
+	 * cheaper than bpf_probe_read_kernel calls. */
 	struct file_id id = {};
-	struct file *f = BPF_CORE_READ(bprm, file);
-	id.ino = BPF_CORE_READ(f, f_inode, i_ino);
-	id.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	struct inode *inode = bprm->file->f_inode;
+	id.ino = inode->i_ino;
+	id.dev = inode->i_sb->s_dev;
 
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	bpf_map_update_elem(&pid_exe, &tgid, &id, BPF_ANY);
@@ -244,18 +246,18 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e->hdr.reason = 0;
 	e->hdr.flags = 0;
 	e->hdr.pad = 0;
-	e->hdr.ppid = BPF_CORE_READ(p, real_parent, tgid);
+	e->hdr.ppid = p->real_parent->tgid;
 	e->hdr.exe_ino = id.ino;
 	e->hdr.exe_dev = id.dev;
-	e->start_ns = BPF_CORE_READ(p, start_boottime);
+	e->start_ns = p->start_boottime;
 
-	const char *fname = BPF_CORE_READ(bprm, filename);
+	const char *fname = bprm->filename;
 	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), fname);
 	e->filename_len = n > 0 ? n - 1 : 0;
 
-	struct mm_struct *mm = BPF_CORE_READ(p, mm);
-	unsigned long start = BPF_CORE_READ(mm, arg_start);
-	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	struct mm_struct *mm = p->mm;
+	unsigned long start = mm->arg_start;
+	unsigned long end = mm->arg_end;
 	__u64 len = end > start ? end - start : 0;
 	if (len > MAX_ARGS)
 		len = MAX_ARGS;
