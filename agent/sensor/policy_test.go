@@ -253,3 +253,13 @@ func TestApply_AtomicSwitchNeverMixesPolicies(t *testing.T) {
 	}
 	t.Logf("%d policy switches during 300 reads", applies)
 }
+
+func TestResolve_DefaultMetadataEndpoints(t *testing.T) {
+	r, err := sensor.Resolve(&palisadev1.PolicyBundle{Metadata: &palisadev1.MetadataPolicy{Clients: []string{"/nonexistent/cloud-init"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Metadata, sensor.DefaultMetadataEndpoints) || len(r.MetadataClients) != 0 || len(r.Unresolved) != 1 {
+		t.Errorf("metadata %v clients %v unresolved %q", r.Metadata, r.MetadataClients, r.Unresolved)
+	}
+}

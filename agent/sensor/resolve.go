@@ -25,6 +25,15 @@ func (e *InvalidPolicyError) Error() string {
 	return fmt.Sprintf("invalid policy (%d problems): %s", len(e.Problems), strings.Join(e.Problems, "; "))
 }
 
+// DefaultMetadataEndpoints are guarded when a bundle has a metadata policy
+// without endpoints: Alibaba Cloud's and AWS's instance-metadata services
+// (v4 and AWS's v6), any port.
+var DefaultMetadataEndpoints = []netip.AddrPort{
+	netip.MustParseAddrPort("100.100.100.200:0"),
+	netip.MustParseAddrPort("169.254.169.254:0"),
+	netip.MustParseAddrPort("[fd00:ec2::254]:0"),
+}
+
 // HomeRoots are where "~/" in a protected path expands: root's home and
 // every directory under /home.
 var homePrefixes = []string{"/root/", "/home/*/"}
@@ -40,7 +49,9 @@ var homePrefixes = []string{"/root/", "/home/*/"}
 //     knows (running now or hashed before). Limit: a digest names no file,
 //     so an executable that neither runs nor ran since the agent started is
 //     not found; its entry is listed in Resolved.Unresolved.
-//   - CIDRs (a bare address means /32 or /128) and "host:port" endpoints.
+//   - CIDRs (a bare address means /32 or /128) and "host:port" endpoints
+//     (port 0: any port); a metadata policy without endpoints guards
+//     DefaultMetadataEndpoints.
 //
 // Every problem is reported at once in an *InvalidPolicyError.
 func Resolve(b *palisadev1.PolicyBundle, cache *proccache.Cache) (*Resolved, error) {
@@ -107,6 +118,9 @@ func (rs *resolver) bundle(b *palisadev1.PolicyBundle) {
 			if ap, ok := rs.endpoint(fmt.Sprintf("metadata.endpoints[%d]", i), ep); ok {
 				rs.r.Metadata = append(rs.r.Metadata, ap)
 			}
+		}
+		if len(md.GetEndpoints()) == 0 {
+			rs.r.Metadata = append(rs.r.Metadata, DefaultMetadataEndpoints...)
 		}
 		for i, c := range md.GetClients() {
 			rs.r.MetadataClients = append(rs.r.MetadataClients, rs.exe(fmt.Sprintf("metadata.clients[%d]", i), c)...)

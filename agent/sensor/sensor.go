@@ -242,6 +242,12 @@ func (s *Sensor) open(ctx context.Context) error {
 		if prog == nil {
 			continue
 		}
+		if a.tpGroup == "syscalls" && tracepointExists(a.tpGroup, a.tpName) != nil {
+			// Not every architecture has every syscall (arm64 has no open
+			// or creat): nothing to watch there.
+			s.log.Debug("syscall tracepoint absent", "tracepoint", a.tpName)
+			continue
+		}
 		if err := s.attach(a, prog); err != nil {
 			s.log.Warn("attach failed, sensor degraded", "program", a.prog, "err", err)
 			s.features = append(s.features, feature("attach:"+a.prog, err))
