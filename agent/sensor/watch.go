@@ -202,17 +202,30 @@ func (w *watcher) readLoop() {
 	}
 }
 
+// minReresolveGap rate-limits inotify-driven re-resolution, since a
+// watched directory (e.g. a home directory) may be busy.
+const minReresolveGap = 250 * time.Millisecond
+
 func (w *watcher) loop() {
 	defer w.wg.Done()
 	t := time.NewTicker(w.s.cfg.ResolveInterval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-w.kick:
+			if gap := time.Since(last); gap < minReresolveGap {
+				select {
+				case <-w.stop:
+					return
+				case <-time.After(minReresolveGap - gap):
+				}
+			}
 		case <-t.C:
 		}
+		last = time.Now()
 		if applied, err := w.s.reresolve(w); err != nil {
 			w.s.log.Warn("re-resolve policy", "err", err)
 		} else if applied {
