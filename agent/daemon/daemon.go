@@ -11,6 +11,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/palisade-sec/palisade/agent/commands"
 	"github.com/palisade-sec/palisade/agent/enroll"
 	"github.com/palisade-sec/palisade/agent/heartbeat"
 	"github.com/palisade-sec/palisade/agent/hostinfo"
@@ -61,16 +63,20 @@ type Config struct {
 
 // Agent is a running agent.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	id      *identity.Identity // nil when standalone
-	nc      *nats.Conn         // nil when standalone
-	sensor  *sensor.Sensor     // nil without --cgroup
-	fwd     *telemetry.Forwarder
-	spool   *spool.Spool // nil when standalone
-	sender  *telemetry.Sender
-	policy  *policyState
-	metrics *http.Server
+	cfg    Config
+	log    *slog.Logger
+	id     *identity.Identity // nil when standalone
+	nc     *nats.Conn         // nil when standalone
+	sensor *sensor.Sensor     // nil without --cgroup
+	fwd    *telemetry.Forwarder
+	acts   *actions
+	exec   *commands.Executor
+	spool  *spool.Spool // nil when standalone
+	sender *telemetry.Sender
+	policy *policyState
+	// policyMu serialises policy changes (local file, controller bundle).
+	policyMu sync.Mutex
+	metrics  *http.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -92,6 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	a := &Agent{cfg: cfg, log: cfg.Logger, cancel: cancel, policy: &policyState{dir: cfg.StateDir}}
+	a.acts = &actions{a: a}
 	if err := a.start(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -142,8 +149,17 @@ func (a *Agent) start(ctx context.Context) error {
 		}
 		a.sender = &telemetry.Sender{JS: js, HostID: hostID, Spool: sp, Logger: a.log}
 		a.goRun(func() { a.sender.Run(ctx) })
+		a.fwd = &telemetry.Forwarder{Spool: a.spool, Logger: a.log}
+		a.exec = &commands.Executor{
+			HostID: hostID, SigningKey: ed25519.PublicKey(a.id.SigningPublicKey), StateDir: a.cfg.StateDir,
+			Actions: a.acts, Result: a.fwd.AppendResult, Logger: a.log,
+		}
+		a.goRun(func() { a.exec.Run(ctx, js) })
+		a.goRun(func() { a.watchPolicy(ctx, js) })
 	}
-	a.fwd = &telemetry.Forwarder{Spool: a.spool, Logger: a.log}
+	if a.fwd == nil {
+		a.fwd = &telemetry.Forwarder{Logger: a.log}
+	}
 	if a.sensor != nil {
 		a.goRun(func() { a.fwd.Run(ctx, a.sensor.Events()) })
 	}
@@ -200,6 +216,9 @@ func (a *Agent) serveMetrics() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if a.sensor != nil {
 		reg.MustRegister(a.sensor.Collector())
+	}
+	if a.exec != nil {
+		reg.MustRegister(a.exec.Collector())
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "palisade_agent_telemetry_sent_total", Help: "Telemetry items acknowledged by JetStream.",

@@ -110,13 +110,16 @@ func (a *Agent) startSensor(ctx context.Context) error {
 	}
 	if bundle == nil {
 		a.log.Info("no policy: sensors observe only", "adopted_pins", s.Adopted())
-		return nil
+		return a.acts.reassert()
 	}
 	if err := s.ApplyBundle(bundle); err != nil {
 		return fmt.Errorf("apply policy %q: %w", bundle.GetName(), err)
 	}
 	if err := a.policy.applied(bundle); err != nil {
 		a.log.Error("policy applied but not kept on disk", "err", err)
+	}
+	if err := a.acts.reassert(); err != nil {
+		return fmt.Errorf("re-apply quarantine: %w", err)
 	}
 	a.log.Info("policy applied", "name", bundle.GetName(), "version", bundle.GetVersion(), "sha256", bundle.GetSourceSha256())
 	return nil

@@ -26,6 +26,7 @@ import (
 	"github.com/palisade-sec/palisade/controller/api"
 	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
+	"github.com/palisade-sec/palisade/controller/ingest"
 	"github.com/palisade-sec/palisade/controller/liveness"
 	"github.com/palisade-sec/palisade/controller/natsembed"
 	"github.com/palisade-sec/palisade/controller/store"
@@ -59,6 +60,8 @@ type Config struct {
 	// (0: 10240); a follower further behind is sent the snapshot.
 	RaftSnapshotThreshold uint64
 	RaftTrailingLogs      uint64
+	// RaftSnapshotInterval is how often the threshold is checked (0: 2m).
+	RaftSnapshotInterval time.Duration
 
 	// Join is the API URL of any node of an existing cluster: a node with
 	// no Raft state asks it (it forwards to the leader) to add it as a
@@ -80,6 +83,12 @@ type Config struct {
 	// the operator's NATS manages agent identities.
 	NATSURL       string
 	NATSCredsFile string
+	// StreamReplicas is the JetStream replication of Palisade's streams
+	// (1 for a single node; 3 for a 3-node cluster).
+	StreamReplicas int
+	// OnIngestEvents, when set, sees every event the leader ingests
+	// (exactly once per host sequence number). For tests and benchmarks.
+	OnIngestEvents func(hostID string, evs []*palisadev1.Event)
 }
 
 // Controller is a running node.
@@ -98,9 +107,11 @@ type Controller struct {
 	wg     sync.WaitGroup
 	closed sync.Once
 
+	mu       sync.Mutex
+	ingester *ingest.Ingester
+
 	leader leaderHooks
-	// nodeID -> NATS route address last applied.
-	apiURL string
+	apiURL string // this node's advertised API URL
 }
 
 // Start brings a node up and returns once it serves the API. The node runs
@@ -143,6 +154,7 @@ func (c *Controller) start(ctx context.Context) error {
 		HeartbeatTimeout: c.cfg.RaftHeartbeatTimeout, ElectionTimeout: c.cfg.RaftElectionTimeout,
 		LeaderLeaseTimeout: min(c.cfg.RaftHeartbeatTimeout, c.cfg.RaftElectionTimeout),
 		SnapshotThreshold:  c.cfg.RaftSnapshotThreshold, TrailingLogs: c.cfg.RaftTrailingLogs,
+		SnapshotInterval: c.cfg.RaftSnapshotInterval,
 	})
 	if err != nil {
 		return err
@@ -209,6 +221,7 @@ func (c *Controller) start(ctx context.Context) error {
 			c.log.Error("heartbeat subscription ended", "err", err)
 		}
 	})
+	c.WhileLeader(c.leaderWork)
 	c.goRun(func() {
 		if err := c.events.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
 			c.log.Error("event subscription ended", "err", err)
@@ -282,15 +295,20 @@ func (c *Controller) syncNATSUsers() {
 	if c.nats == nil {
 		return // external NATS: the operator manages identities
 	}
+	if err := c.nats.SetAgents(c.agentUsers()); err != nil {
+		c.log.Error("update nats users", "err", err)
+	}
+}
+
+// agentUsers maps every enrolled host's nkey to its host id.
+func (c *Controller) agentUsers() map[string]string {
 	agents := map[string]string{}
 	c.store.FSM().Read(func(s *fsm.State) {
 		for _, h := range s.Hosts() {
 			agents[h.GetNkey()] = h.GetId()
 		}
 	})
-	if err := c.nats.SetAgents(agents); err != nil {
-		c.log.Error("update nats users", "err", err)
-	}
+	return agents
 }
 
 // initCluster runs on the bootstrap leader: it gives a new cluster its

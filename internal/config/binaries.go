@@ -65,6 +65,7 @@ type Controller struct {
 	RaftElectionTimeout   time.Duration `yaml:"raft_election_timeout" usage:"Raft election timeout (0: Raft's default)"`
 	RaftSnapshotThreshold uint64        `yaml:"raft_snapshot_threshold" usage:"Raft log entries between automatic snapshots (0: 8192)"`
 	RaftTrailingLogs      uint64        `yaml:"raft_trailing_logs" usage:"log entries a snapshot keeps; a follower further behind receives the snapshot (0: 10240)"`
+	RaftSnapshotInterval  time.Duration `yaml:"raft_snapshot_interval" usage:"how often Raft checks the snapshot threshold (0: 2m)"`
 	Join                  string        `yaml:"join" usage:"API URL of any node of an existing cluster to join (first start only)"`
 	JoinTokenFile         string        `yaml:"join_token_file" usage:"file holding an admin API token that authenticates --join"`
 	APIAdvertise          string        `yaml:"api_advertise" usage:"API URL other nodes use to reach this one (default http://<api_addr>)"`
@@ -72,6 +73,7 @@ type Controller struct {
 	NATSRoutes            []string      `yaml:"nats_routes" usage:"extra NATS route addresses (host:port) beyond those of the recorded nodes"`
 	NATSURL               string        `yaml:"nats_url" usage:"use this external NATS cluster (comma-separated URLs) instead of embedding a server"`
 	NATSCredsFile         string        `yaml:"nats_creds_file" usage:"NATS credentials (.creds) for the external NATS cluster"`
+	StreamReplicas        int           `yaml:"stream_replicas" default:"1" usage:"JetStream replicas of Palisade's streams (1 single node, 3 in a 3-node cluster)"`
 	LogLevel              string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
 	LogFormat             string        `yaml:"log_format" default:"text" usage:"text or json"`
 }

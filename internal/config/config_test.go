@@ -19,7 +19,7 @@ import (
 // Fields of daemon.Config / server.Config that are not configuration
 // (set by main from other keys), and config fields that are main's own.
 var (
-	notConfig  = map[string]bool{"Logger": true}
+	notConfig  = map[string]bool{"Logger": true, "OnIngestEvents": true}
 	binaryOnly = map[string]bool{"LogLevel": true, "LogFormat": true}
 )
 
@@ -131,6 +131,7 @@ func TestPrecedence_FlagsOverEnvOverFileOverDefaults(t *testing.T) {
 		HeartbeatInterval: 5 * time.Second,   // flag over env over file
 		LogLevel:          "warn",
 		LogFormat:         "text", // default
+		SpoolBytes:        256 << 20,
 	}
 	if a != want {
 		t.Errorf("got %+v\nwant %+v", a, want)
