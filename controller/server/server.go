@@ -26,6 +26,7 @@ import (
 	"github.com/palisade-sec/palisade/controller/api"
 	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
+	"github.com/palisade-sec/palisade/controller/ingest"
 	"github.com/palisade-sec/palisade/controller/liveness"
 	"github.com/palisade-sec/palisade/controller/natsembed"
 	"github.com/palisade-sec/palisade/controller/store"
@@ -82,6 +83,12 @@ type Config struct {
 	// the operator's NATS manages agent identities.
 	NATSURL       string
 	NATSCredsFile string
+	// StreamReplicas is the JetStream replication of Palisade's streams
+	// (1 for a single node; 3 for a 3-node cluster).
+	StreamReplicas int
+	// OnIngestEvents, when set, sees every event the leader ingests
+	// (exactly once per host sequence number). For tests and benchmarks.
+	OnIngestEvents func(hostID string, evs []*palisadev1.Event)
 }
 
 // Controller is a running node.
@@ -99,6 +106,9 @@ type Controller struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
+
+	mu       sync.Mutex
+	ingester *ingest.Ingester
 
 	leader leaderHooks
 	apiURL string // this node's advertised API URL
@@ -211,6 +221,7 @@ func (c *Controller) start(ctx context.Context) error {
 			c.log.Error("heartbeat subscription ended", "err", err)
 		}
 	})
+	c.WhileLeader(c.leaderWork)
 	c.goRun(func() {
 		if err := c.events.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
 			c.log.Error("event subscription ended", "err", err)

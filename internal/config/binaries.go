@@ -73,6 +73,7 @@ type Controller struct {
 	NATSRoutes            []string      `yaml:"nats_routes" usage:"extra NATS route addresses (host:port) beyond those of the recorded nodes"`
 	NATSURL               string        `yaml:"nats_url" usage:"use this external NATS cluster (comma-separated URLs) instead of embedding a server"`
 	NATSCredsFile         string        `yaml:"nats_creds_file" usage:"NATS credentials (.creds) for the external NATS cluster"`
+	StreamReplicas        int           `yaml:"stream_replicas" default:"1" usage:"JetStream replicas of Palisade's streams (1 single node, 3 in a 3-node cluster)"`
 	LogLevel              string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
 	LogFormat             string        `yaml:"log_format" default:"text" usage:"text or json"`
 }
