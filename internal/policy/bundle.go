@@ -109,6 +109,22 @@ func ValidateBundle(b *palisadev1.PolicyBundle) error {
 	if q := b.GetQuarantine(); q != nil {
 		ps.checkItems(list(q.GetAllow(), "quarantine.allow"), checkEndpoint, true, nil)
 	}
+	ps.checkItems(list(b.GetIocs(), "iocs"), checkIOC, true, nil)
+	if n := len(b.GetLeakedKeys()); n > MaxListLength {
+		ps.addf("leaked_keys", 0, "has %d entries; at most %d allowed", n, MaxListLength)
+	}
+	for i, k := range b.GetLeakedKeys() {
+		p := index("leaked_keys", i)
+		if !isLowerHex(k.GetSha256(), 64) {
+			ps.addf(p+".sha256", 0, "%q is not 64 lowercase hex digits", k.GetSha256())
+		}
+		if k.GetLength() < 8 || k.GetLength() > 128 || len(k.GetPrefix()) > int(k.GetLength()) || basicString(k.GetPrefix(), 16) != "" {
+			ps.addf(p, 0, "prefix %q and length %d do not describe a key id", k.GetPrefix(), k.GetLength())
+		}
+		if msg := basicString(k.GetMasked(), 128); msg != "" {
+			ps.addf(p+".masked", 0, "%s", msg)
+		}
+	}
 	if n := len(b.GetRules()); n > MaxRules {
 		ps.addf("rules", 0, "has %d entries; at most %d allowed", n, MaxRules)
 	} else {

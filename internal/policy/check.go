@@ -148,6 +148,15 @@ func isLowerHex(s string, n int) bool {
 
 // checkCIDR accepts an IPv4 or IPv6 prefix; its canonical form is the
 // masked prefix ("203.0.113.7/24" becomes "203.0.113.0/24").
+// checkIOC accepts an address or CIDR (canonicalised as checkCIDR does)
+// or an executable digest ("sha256:<hex>").
+func checkIOC(s string) (string, string) {
+	if strings.HasPrefix(s, digestPrefix) {
+		return checkExe(s)
+	}
+	return checkCIDR(s)
+}
+
 func checkCIDR(s string) (string, string) {
 	if m := basicString(s, 64); m != "" {
 		return s, m

@@ -519,8 +519,16 @@ type PolicyBundle struct {
 	Network        *NetworkPolicy         `protobuf:"bytes,10,opt,name=network,proto3" json:"network,omitempty"`
 	Quarantine     *QuarantinePolicy      `protobuf:"bytes,11,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
 	Rules          []*Rule                `protobuf:"bytes,12,rep,name=rules,proto3" json:"rules,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Fleet-wide indicators the controller merges in: addresses and CIDRs
+	// (also denied through network.deny) and executable digests.
+	Iocs []string `protobuf:"bytes,13,rep,name=iocs,proto3" json:"iocs,omitempty"`
+	// Leaked credential key ids agents hunt for and watch processes for.
+	LeakedKeys []*LeakedKey `protobuf:"bytes,14,rep,name=leaked_keys,json=leakedKeys,proto3" json:"leaked_keys,omitempty"`
+	// Changes whenever the controller's merged content (iocs, leaked keys)
+	// changes for the same policy version.
+	Revision      uint64 `protobuf:"varint,15,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyBundle) Reset() {
@@ -637,6 +645,97 @@ func (x *PolicyBundle) GetRules() []*Rule {
 	return nil
 }
 
+func (x *PolicyBundle) GetIocs() []string {
+	if x != nil {
+		return x.Iocs
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetLeakedKeys() []*LeakedKey {
+	if x != nil {
+		return x.LeakedKeys
+	}
+	return nil
+}
+
+func (x *PolicyBundle) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// LeakedKey identifies a leaked access key id without carrying it: agents
+// pick candidates by prefix and length and match them by hash.
+type LeakedKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Prefix        string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Length        uint32                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Masked        string                 `protobuf:"bytes,4,opt,name=masked,proto3" json:"masked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeakedKey) Reset() {
+	*x = LeakedKey{}
+	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeakedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeakedKey) ProtoMessage() {}
+
+func (x *LeakedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeakedKey.ProtoReflect.Descriptor instead.
+func (*LeakedKey) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LeakedKey) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *LeakedKey) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *LeakedKey) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *LeakedKey) GetMasked() string {
+	if x != nil {
+		return x.Masked
+	}
+	return ""
+}
+
 // SignedBundle is a PolicyBundle as the controller publishes it to agents:
 // the serialized bundle and the controller's ed25519 signature over
 // exactly those bytes (the key agents pinned at enrolment).
@@ -651,7 +750,7 @@ type SignedBundle struct {
 
 func (x *SignedBundle) Reset() {
 	*x = SignedBundle{}
-	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	mi := &file_palisade_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +762,7 @@ func (x *SignedBundle) String() string {
 func (*SignedBundle) ProtoMessage() {}
 
 func (x *SignedBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	mi := &file_palisade_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +775,7 @@ func (x *SignedBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedBundle.ProtoReflect.Descriptor instead.
 func (*SignedBundle) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignedBundle) GetBundle() []byte {
@@ -737,7 +836,7 @@ const file_palisade_v1_policy_proto_rawDesc = "" +
 	"\vsource_file\x18\a \x01(\tR\n" +
 	"sourceFile\x12\x1f\n" +
 	"\vsource_line\x18\b \x01(\x05R\n" +
-	"sourceLine\"\xd7\x04\n" +
+	"sourceLine\"\xc0\x05\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -754,7 +853,16 @@ const file_palisade_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"quarantine\x18\v \x01(\v2\x1d.palisade.v1.QuarantinePolicyR\n" +
 	"quarantine\x12'\n" +
-	"\x05rules\x18\f \x03(\v2\x11.palisade.v1.RuleR\x05rules\"[\n" +
+	"\x05rules\x18\f \x03(\v2\x11.palisade.v1.RuleR\x05rules\x12\x12\n" +
+	"\x04iocs\x18\r \x03(\tR\x04iocs\x127\n" +
+	"\vleaked_keys\x18\x0e \x03(\v2\x16.palisade.v1.LeakedKeyR\n" +
+	"leakedKeys\x12\x1a\n" +
+	"\brevision\x18\x0f \x01(\x04R\brevision\"k\n" +
+	"\tLeakedKey\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\rR\x06length\x12\x16\n" +
+	"\x06masked\x18\x04 \x01(\tR\x06masked\"[\n" +
 	"\fSignedBundle\x12\x16\n" +
 	"\x06bundle\x18\x01 \x01(\fR\x06bundle\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
@@ -778,7 +886,7 @@ func file_palisade_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_palisade_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_palisade_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_palisade_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_palisade_v1_policy_proto_goTypes = []any{
 	(Mode)(0),                     // 0: palisade.v1.Mode
 	(*ProtectedFiles)(nil),        // 1: palisade.v1.ProtectedFiles
@@ -789,8 +897,9 @@ var file_palisade_v1_policy_proto_goTypes = []any{
 	(*QuarantinePolicy)(nil),      // 6: palisade.v1.QuarantinePolicy
 	(*Rule)(nil),                  // 7: palisade.v1.Rule
 	(*PolicyBundle)(nil),          // 8: palisade.v1.PolicyBundle
-	(*SignedBundle)(nil),          // 9: palisade.v1.SignedBundle
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*LeakedKey)(nil),             // 9: palisade.v1.LeakedKey
+	(*SignedBundle)(nil),          // 10: palisade.v1.SignedBundle
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_palisade_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: palisade.v1.ProtectedFiles.mode:type_name -> palisade.v1.Mode
@@ -798,7 +907,7 @@ var file_palisade_v1_policy_proto_depIdxs = []int32{
 	0,  // 2: palisade.v1.ExecPolicy.mode:type_name -> palisade.v1.Mode
 	0,  // 3: palisade.v1.NetworkPolicy.mode:type_name -> palisade.v1.Mode
 	0,  // 4: palisade.v1.Rule.mode:type_name -> palisade.v1.Mode
-	10, // 5: palisade.v1.PolicyBundle.created_at:type_name -> google.protobuf.Timestamp
+	11, // 5: palisade.v1.PolicyBundle.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: palisade.v1.PolicyBundle.default_mode:type_name -> palisade.v1.Mode
 	1,  // 7: palisade.v1.PolicyBundle.protected_files:type_name -> palisade.v1.ProtectedFiles
 	2,  // 8: palisade.v1.PolicyBundle.metadata:type_name -> palisade.v1.MetadataPolicy
@@ -807,11 +916,12 @@ var file_palisade_v1_policy_proto_depIdxs = []int32{
 	5,  // 11: palisade.v1.PolicyBundle.network:type_name -> palisade.v1.NetworkPolicy
 	6,  // 12: palisade.v1.PolicyBundle.quarantine:type_name -> palisade.v1.QuarantinePolicy
 	7,  // 13: palisade.v1.PolicyBundle.rules:type_name -> palisade.v1.Rule
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 14: palisade.v1.PolicyBundle.leaked_keys:type_name -> palisade.v1.LeakedKey
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_palisade_v1_policy_proto_init() }
@@ -825,7 +935,7 @@ func file_palisade_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_palisade_v1_policy_proto_rawDesc), len(file_palisade_v1_policy_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
