@@ -81,6 +81,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pid_exe SEC(".maps");
 
+/* Allowed connects are reported once per (process, destination) per
+ * CONNECT_DEDUP_NS; policy matches are always reported. */
+#define CONNECT_DEDUP_NS 1000000000ULL
+
+struct conn_key {
+	__u32 tgid;
+	__u16 port;
+	__u8 protocol;
+	__u8 family;
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} conn_seen SEC(".maps");
+
 /* state[0] = active policy slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -496,9 +515,30 @@ static __always_inline __u8 check_v6(__u32 slot, struct ep6_key *ep, __u8 *reaso
 	return verdict;
 }
 
+/* seen_recently is true when the same process reported the same allowed
+ * destination less than CONNECT_DEDUP_NS ago. */
+static __always_inline int seen_recently(struct bpf_sock_addr *ctx, __u16 family, __u8 *addr, __u16 port)
+{
+	struct conn_key k = {
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.port = port,
+		.protocol = ctx->protocol,
+		.family = family,
+	};
+	__builtin_memcpy(k.addr, addr, 16);
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 *last = bpf_map_lookup_elem(&conn_seen, &k);
+	if (last && now - *last < CONNECT_DEDUP_NS)
+		return 1;
+	bpf_map_update_elem(&conn_seen, &k, &now, BPF_ANY);
+	return 0;
+}
+
 static __always_inline void emit_connect(struct bpf_sock_addr *ctx, __u8 verdict, __u8 reason,
 					 __u16 family, __u8 *addr, __u16 port, int sendmsg)
 {
+	if (verdict == VERDICT_ALLOWED && seen_recently(ctx, family, addr, port))
+		return;
 	struct connect_event *e = reserve(sizeof(*e));
 	if (!e)
 		return;

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type PalisadeConnKey struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	Port     uint16
+	Protocol uint8
+	Family   uint8
+	Addr     [16]uint8
+}
+
 type PalisadeFileId struct {
 	_   structs.HostLayout
 	Ino uint64
@@ -32,6 +41,7 @@ type PalisadePalMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	PalisadeMapConnSeen      = "conn_seen"
 	PalisadeMapEvents        = "events"
 	PalisadeMapMeta          = "meta"
 	PalisadeMapO_deny4       = "o_deny4"
@@ -128,6 +138,7 @@ type PalisadeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PalisadeMapSpecs struct {
+	ConnSeen   *ebpf.MapSpec `ebpf:"conn_seen"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Meta       *ebpf.MapSpec `ebpf:"meta"`
 	O_deny4    *ebpf.MapSpec `ebpf:"o_deny4"`
@@ -178,6 +189,7 @@ func (o *PalisadeObjects) Close() error {
 //
 // It can be passed to LoadPalisadeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PalisadeMaps struct {
+	ConnSeen   *ebpf.Map `ebpf:"conn_seen"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Meta       *ebpf.Map `ebpf:"meta"`
 	O_deny4    *ebpf.Map `ebpf:"o_deny4"`
@@ -199,6 +211,7 @@ type PalisadeMaps struct {
 
 func (m *PalisadeMaps) Close() error {
 	return _PalisadeClose(
+		m.ConnSeen,
 		m.Events,
 		m.Meta,
 		m.O_deny4,
