@@ -1,0 +1,97 @@
+// Package policywatch follows the fleet policy an agent receives through
+// the JetStream KV bucket PALISADE_POLICY (key "fleet"): every new value is
+// verified against the controller's signing key pinned at enrolment,
+// validated, and handed to the caller's Apply. A bundle that fails either
+// check is refused and the policy in force stays. The agent daemon applies
+// bundles to its kernel sensors; the fleet simulator only records the
+// version, through the same code.
+package policywatch
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/palisade-sec/palisade/internal/cmdsign"
+	"github.com/palisade-sec/palisade/internal/policy"
+	"github.com/palisade-sec/palisade/internal/streams"
+	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
+)
+
+// Watcher watches the policy bucket.
+type Watcher struct {
+	JS         jetstream.JetStream
+	SigningKey ed25519.PublicKey
+	// Apply receives each verified, valid bundle, in order. Its error is
+	// logged; the watch goes on.
+	Apply  func(*palisadev1.PolicyBundle) error
+	Logger *slog.Logger
+	// RetryEvery is the pause before re-watching after the bucket was
+	// unavailable (default 1s).
+	RetryEvery time.Duration
+}
+
+// Verify checks a bundle's signature against key and validates it.
+func Verify(key ed25519.PublicKey, data []byte) (*palisadev1.PolicyBundle, error) {
+	b, err := cmdsign.VerifyBundle(key, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.ValidateBundle(b); err != nil {
+		return nil, fmt.Errorf("policy v%d: %w", b.GetVersion(), err)
+	}
+	return b, nil
+}
+
+// Run follows the bucket until ctx ends, re-watching after interruptions.
+func (w *Watcher) Run(ctx context.Context) {
+	retry := w.RetryEvery
+	if retry <= 0 {
+		retry = time.Second
+	}
+	for ctx.Err() == nil {
+		if err := w.once(ctx); err != nil && ctx.Err() == nil {
+			w.Logger.Debug("policy watch interrupted; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(retry):
+			}
+		}
+	}
+}
+
+func (w *Watcher) once(ctx context.Context) error {
+	kv, err := w.JS.KeyValue(ctx, streams.PolicyBucket)
+	if err != nil {
+		return fmt.Errorf("policy bucket: %w", err)
+	}
+	kw, err := kv.Watch(ctx, streams.PolicyKey)
+	if err != nil {
+		return fmt.Errorf("watch policy: %w", err)
+	}
+	defer kw.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return fmt.Errorf("policy watch closed")
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			b, err := Verify(w.SigningKey, e.Value())
+			if err == nil {
+				err = w.Apply(b)
+			}
+			if err != nil {
+				w.Logger.Error("controller policy refused; the previous policy stays in force", "err", err)
+			}
+		}
+	}
+}
