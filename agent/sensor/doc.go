@@ -74,6 +74,11 @@
 // replaced by rename, deleted, binaries upgraded), with a periodic
 // backstop (Config.ResolveInterval).
 //
+// exec.deny matches the image the kernel runs: for a "#!" script that is
+// the interpreter (the kernel drops the script's file before the exec
+// tracepoint). To stop a script, protect it as a credential file with no
+// readers: the interpreter's open of the script is then killed.
+//
 // Other limits: opens through io_uring are not seen (no syscall
 // tracepoint); identities are compared as the kernel's (s_dev, i_ino),
 // which equal stat(2)'s on ext4/xfs (tested) but may not on btrfs
