@@ -28,8 +28,29 @@ const usage = `usage: palisadectl [--api URL] [--token-file FILE] <command> [fla
   hosts show HOST [-o table|json]                     show one host
   hosts events HOST [--kind exec|exit|file|connect] [--limit N] [-o table|json]
                                                       a host's recent events, newest first
-  audit list [--after N] [--limit N] [-o table|json]  read the audit log
+  audit list [--after N] [--limit N] [--actor A] [--action A] [--target T]
+                                                      read the audit log
+  hosts label HOST k=v...                             replace a host's labels
+  hosts quarantine HOST --reason TEXT                 request quarantine (prints the action)
+  hosts release HOST --reason TEXT                    request release
+  hosts kill HOST --pid N --reason TEXT [--tree]      kill a process
+  actions list [--host H] [--kind K] [--state S]      list actions
+  actions show ID                                     show one action
+  incidents list [--host H] [--status S]              list incidents
+  incidents show|ack|resolve ID [--note TEXT]         show, acknowledge, resolve
+  incidents create --host H --rule R --severity S     open an incident by hand
+  policies apply FILE [--comment C] [--dry-run]       validate and apply a policy file
+  policies list | show VERSION | rollback VERSION     policy versions
+  iocs add --type ip|cidr|sha256 --value V [--source S] [--ttl D]
+  iocs list | remove ID                               indicators of compromise
+  leaked-credentials add KEY_ID [--source S] | list   leaked access keys
+  tokens create --role ROLE --name NAME [--ttl D]     create an API token (prints it)
+  tokens list | revoke ID                             API tokens
+  cluster status                                      members, their state, the leader
+  cluster remove-node ID                              remove a member
   version                                             print the version
+
+Every command takes -o json. --api may list several nodes (comma-separated).
 
 The API URL comes from --api or PALISADE_API (default http://127.0.0.1:8080);
 the token from --token-file, PALISADE_TOKEN_FILE or PALISADE_TOKEN.
@@ -111,6 +132,9 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	case cmd == "audit" && sub == "list":
 		return c.auditList(ctx, rest[2:])
 	}
+	if h, ok := c.extra(cmd, sub); ok {
+		return h(ctx, rest[2:])
+	}
 	return usageError{fmt.Sprintf("unknown command %q", strings.TrimSpace(cmd+" "+sub))}
 }
 
@@ -146,13 +170,28 @@ func (c *cli) parseLeaf(name string, args []string, fs *flag.FlagSet) ([]string,
 	if fs == nil {
 		fs = c.flags(name)
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	// Flags may follow positional arguments (hosts quarantine HOST
+	// --reason TEXT): parse, take one positional, parse the rest again.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] == "--" {
+			pos = append(pos, rest[1:]...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 	if c.output != "table" && c.output != "json" {
 		return nil, usageError{fmt.Sprintf("-o %q: want table or json", c.output)}
 	}
-	return fs.Args(), nil
+	return pos, nil
 }
 
 func (c *cli) json(v any) error {
@@ -162,7 +201,12 @@ func (c *cli) json(v any) error {
 }
 
 func (c *cli) hostsList(ctx context.Context, args []string) error {
-	rest, err := c.parseLeaf("hosts list", args, nil)
+	fs := c.flags("hosts list")
+	var labels stringsFlag
+	fs.Var(&labels, "label", "only hosts with this label (key or key=value; repeatable)")
+	online := fs.String("online", "", "true or false")
+	quarantined := fs.String("quarantined", "", "true or false")
+	rest, err := c.parseLeaf("hosts list", args, fs)
 	if err != nil {
 		return err
 	}
@@ -173,8 +217,18 @@ func (c *cli) hostsList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	hl, err := cl.Hosts(ctx)
-	if err != nil {
+	q := map[string][]string{}
+	if len(labels) > 0 {
+		q["label"] = labels
+	}
+	if *online != "" {
+		q["online"] = []string{*online}
+	}
+	if *quarantined != "" {
+		q["quarantined"] = []string{*quarantined}
+	}
+	hl := &apiv1.HostList{}
+	if err := cl.Do(ctx, "GET", "/api/v1/hosts", q, nil, hl); err != nil {
 		return err
 	}
 	if c.output == "json" {
@@ -228,6 +282,11 @@ func (c *cli) hostsShow(ctx context.Context, args []string) error {
 	}
 	return tw.Flush()
 }
+
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 type labelFlag map[string]string
 
@@ -303,6 +362,9 @@ func (c *cli) auditList(ctx context.Context, args []string) error {
 	fs := c.flags("audit list")
 	after := fs.Uint64("after", 0, "only entries after this index")
 	limit := fs.Int("limit", 100, "at most this many entries")
+	actor := fs.String("actor", "", "only this actor (token:NAME, agent:HOST, ...)")
+	action := fs.String("action", "", "only this action (host.quarantine; \"host.\" for every host action)")
+	target := fs.String("target", "", "only this target")
 	rest, err := c.parseLeaf("audit list", args, fs)
 	if err != nil {
 		return err
@@ -315,6 +377,11 @@ func (c *cli) auditList(ctx context.Context, args []string) error {
 		return err
 	}
 	q := map[string][]string{"after": {fmt.Sprint(*after)}, "limit": {fmt.Sprint(*limit)}}
+	for k, v := range map[string]string{"actor": *actor, "action": *action, "target": *target} {
+		if v != "" {
+			q[k] = []string{v}
+		}
+	}
 	var out apiv1.AuditList
 	if err := cl.Do(ctx, "GET", "/api/v1/audit", q, nil, &out); err != nil {
 		return err
