@@ -101,3 +101,18 @@ func TestFiles_UnprotectedFileUntouched(t *testing.T) {
 		t.Fatalf("out %q signal %v err %v", out, sig, err)
 	}
 }
+
+// A script is stopped by protecting it as a file with no readers: its
+// interpreter's open of it is killed (exec.deny sees only the interpreter).
+func TestFiles_ProtectedScriptCannotRun(t *testing.T) {
+	e := newEnv(t)
+	script := filepath.Join(t.TempDir(), "miner.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho mined\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.apply(&sensor.Resolved{Files: []sensor.FileRule{{ID: fileID(t, script), Path: script, Mode: palisadev1.Mode_MODE_ENFORCE}}})
+	out, sig, err := e.run(script)
+	if err != nil || sig != syscall.SIGKILL || strings.Contains(out, "mined") {
+		t.Fatalf("script: out %q signal %v err %v, want SIGKILL", out, sig, err)
+	}
+}
