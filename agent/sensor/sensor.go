@@ -39,7 +39,7 @@ type Config struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Cache enriches events. When nil, Open creates (and Close closes) one,
-	// seeded from /proc.
+	// seeded from /proc; a Cache passed in is used as is (seed it first).
 	Cache *proccache.Cache
 	// EventBuffer is the capacity of the Events channel (default 4096).
 	// When the consumer falls behind, the reader blocks and the kernel
