@@ -89,7 +89,7 @@ func enrol(ctx context.Context, cfg Config) (*identity.Identity, error) {
 	id := &identity.Identity{
 		ControllerURL: cfg.ControllerURL, ClusterID: resp.ClusterID, HostID: resp.HostID,
 		NKeySeed: string(seed), SigningPublicKey: sigKey, NATSURLs: resp.NATSURLs,
-		EnrolledAt: time.Now().UTC(),
+		EnrolledAt: time.Now().UTC(), NATSUserJWT: resp.NATSUserJWT,
 	}
 	if err := identity.Save(cfg.StateDir, id); err != nil {
 		return nil, fmt.Errorf("enrolled as %s but could not keep the identity (a new token is needed): %w", resp.HostID, err)

@@ -1,5 +1,6 @@
 // Package identity keeps an enrolled agent's identity on disk: its host
-// id, the cluster it belongs to, its NATS nkey seed and the controller's
+// id, the cluster it belongs to, its NATS nkey seed (and, against an
+// external NATS cluster, its NATS user JWT) and the controller's
 // command-signing key. The file is written atomically with mode 0600 in a
 // 0700 directory.
 package identity
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
 	"github.com/palisade-sec/palisade/internal/fileutil"
@@ -34,6 +36,9 @@ type Identity struct {
 	SigningPublicKey []byte    `json:"signing_public_key"`
 	NATSURLs         []string  `json:"nats_urls"`
 	EnrolledAt       time.Time `json:"enrolled_at"`
+	// NATSUserJWT is the agent's NATS user JWT (external NATS in operator
+	// mode), issued for the public key of NKeySeed; empty: nkey alone.
+	NATSUserJWT string `json:"nats_user_jwt,omitempty"`
 }
 
 // Validate checks that an identity is complete and consistent.
@@ -45,8 +50,23 @@ func (id *Identity) Validate() error {
 	if id.ClusterID == "" {
 		errs = append(errs, errors.New("cluster_id is empty"))
 	}
-	if _, err := nkeys.FromSeed([]byte(id.NKeySeed)); err != nil {
+	kp, err := nkeys.FromSeed([]byte(id.NKeySeed))
+	if err != nil {
 		errs = append(errs, fmt.Errorf("nkey_seed: %w", err))
+	}
+	if id.NATSUserJWT != "" {
+		uc, err := jwt.DecodeUserClaims(id.NATSUserJWT)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("nats_user_jwt: %w", err))
+		case kp != nil:
+			if pub, _ := kp.PublicKey(); uc.Subject != pub {
+				errs = append(errs, fmt.Errorf("nats_user_jwt is for %s, not this identity's nkey %s", uc.Subject, pub))
+			}
+		}
+	}
+	if kp != nil {
+		kp.Wipe()
 	}
 	if len(id.SigningPublicKey) != 32 {
 		errs = append(errs, fmt.Errorf("signing_public_key has %d bytes, want 32", len(id.SigningPublicKey)))

@@ -1,5 +1,6 @@
-// Package natsconn opens an agent's NATS connection under its own nkey,
-// with its private reply inbox, reconnecting forever.
+// Package natsconn opens an agent's NATS connection under its own nkey
+// (with its user JWT when it has one), with its private reply inbox,
+// reconnecting forever.
 package natsconn
 
 import (
@@ -28,16 +29,24 @@ func Connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
 		return nil, fmt.Errorf("nkey public key: %w", err)
 	}
 	seed := []byte(id.NKeySeed)
+	sign := func(nonce []byte) ([]byte, error) {
+		k, err := nkeys.FromSeed(seed)
+		if err != nil {
+			return nil, err
+		}
+		defer k.Wipe()
+		return k.Sign(nonce)
+	}
+	// With a user JWT (external NATS in operator mode) the server learns
+	// the agent's permissions from the JWT and checks the nonce signature
+	// against the JWT's subject; otherwise the nkey alone identifies it.
+	auth := nats.Nkey(pub, sign)
+	if userJWT := id.NATSUserJWT; userJWT != "" {
+		auth = nats.UserJWT(func() (string, error) { return userJWT, nil }, sign)
+	}
 	nc, err := nats.Connect(strings.Join(id.NATSURLs, ","),
 		nats.Name("palisade-agent "+id.HostID),
-		nats.Nkey(pub, func(nonce []byte) ([]byte, error) {
-			k, err := nkeys.FromSeed(seed)
-			if err != nil {
-				return nil, err
-			}
-			defer k.Wipe()
-			return k.Sign(nonce)
-		}),
+		auth,
 		nats.CustomInboxPrefix(subjects.Inbox(id.HostID)),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),

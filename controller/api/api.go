@@ -44,11 +44,14 @@ type Deps struct {
 	Liveness *liveness.Tracker
 	// NATSURLs lists the client URLs agents are told to connect to.
 	NATSURLs func() []string
+	// AgentJWT, when set (external NATS in operator mode), issues an
+	// enrolling agent's NATS user JWT for its host id and public nkey.
+	AgentJWT func(hostID, nkey string) (string, error)
 	Logger   *slog.Logger
 	Gatherer prometheus.Gatherer
 	// Events holds each host's recent events.
 	Events *eventstore.Store
-	Now      func() time.Time
+	Now    func() time.Time
 }
 
 // Server is the HTTP handler of the API.

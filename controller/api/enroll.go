@@ -79,6 +79,17 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hostID := secret.ID("h")
+	// The JWT is issued before the host is recorded: a failure leaves no
+	// half-enrolled host and the token unused.
+	var userJWT string
+	if s.d.AgentJWT != nil {
+		var err error
+		if userJWT, err = s.d.AgentJWT(hostID, req.NKey); err != nil {
+			s.d.Logger.Error("enrolment: issue nats user jwt", "err", err)
+			writeError(w, http.StatusInternalServerError, "could not issue the agent's NATS credentials")
+			return
+		}
+	}
 	cmd := &palisadev1.FSMCommand{Cmd: &palisadev1.FSMCommand_EnrollHost{EnrollHost: &palisadev1.EnrollHostCmd{
 		TokenSha256: secret.Hash(req.Token),
 		Host: &palisadev1.Host{
@@ -96,12 +107,13 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		s.writeApplyError(w, err)
 		return
 	}
-	s.d.Logger.Info("host enrolled", "host", hostID, "hostname", req.Hostname)
+	s.d.Logger.Info("host enrolled", "host", hostID, "hostname", req.Hostname, "nkey", req.NKey, "nats_jwt", userJWT != "")
 	writeJSON(w, http.StatusCreated, apiv1.EnrollResponse{
 		HostID:           hostID,
 		ClusterID:        ci.GetClusterId(),
 		NATSURLs:         s.d.NATSURLs(),
 		SigningPublicKey: base64.StdEncoding.EncodeToString(ci.GetSigningPublicKey()),
+		NATSUserJWT:      userJWT,
 	})
 }
 

@@ -18,8 +18,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/palisade-sec/palisade/internal/streams"
-	"github.com/palisade-sec/palisade/internal/subjects"
+	"github.com/palisade-sec/palisade/controller/natsauth"
 )
 
 // Config configures the embedded server.
@@ -266,31 +265,14 @@ func (s *Server) users(controller string, agents map[string]string) []*server.Nk
 	return out
 }
 
-// AgentPermissions is what one agent may do: publish under its own host
-// id, read its own commands and replies to its own inbox.
-//
-// JetStream: its telemetry publishes are acknowledged to its inbox; it
-// pulls and acknowledges from its own command consumer only; it may watch
-// the policy bucket (policy is the same for every host, and signed).
+// AgentPermissions is natsauth.AgentAllow (the one definition of what an
+// agent may do, shared with the JWT issuer of external mode) as an nkey
+// user's permissions.
 func AgentPermissions(hostID string) *server.Permissions {
-	cons := streams.Commands + "." + streams.AgentConsumer(hostID)
-	kv := "KV_" + streams.PolicyBucket
+	a := natsauth.AgentAllow(hostID)
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			subjects.HostPrefix(hostID) + ".>",
-			"$JS.API.CONSUMER.INFO." + cons,
-			"$JS.API.CONSUMER.MSG.NEXT." + cons,
-			"$JS.ACK." + cons + ".>",
-			"$JS.API.STREAM.INFO." + kv,
-			"$JS.API.CONSUMER.CREATE." + kv + ".>",
-			"$JS.API.CONSUMER.DELETE." + kv + ".>",
-			"$JS.API.DIRECT.GET." + kv + ".>",
-			"$JS.FC." + kv + ".>",
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{
-			subjects.Commands(hostID) + ".>",
-			subjects.Inbox(hostID) + ".>",
-		}},
+		Publish:   &server.SubjectPermission{Allow: a.Publish},
+		Subscribe: &server.SubjectPermission{Allow: a.Subscribe},
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/ingest"
 	"github.com/palisade-sec/palisade/controller/liveness"
+	"github.com/palisade-sec/palisade/controller/natsauth"
 	"github.com/palisade-sec/palisade/controller/natsembed"
 	"github.com/palisade-sec/palisade/controller/store"
 	"github.com/palisade-sec/palisade/internal/fileutil"
@@ -80,9 +81,15 @@ type Config struct {
 	// NATSURL points this node at an existing NATS cluster instead of
 	// embedding a server (comma-separated URLs); NATSCredsFile holds the
 	// credentials (a .creds file) the controller uses there. In this mode
-	// the operator's NATS manages agent identities.
+	// the operator's NATS manages agent identities unless
+	// NATSAccountSigningKeyFile is set.
 	NATSURL       string
 	NATSCredsFile string
+	// NATSAccountSigningKeyFile (external mode) holds the seed of a
+	// signing key of the account the controller's creds belong to: at
+	// enrolment the controller issues each agent a user JWT for its nkey
+	// with exactly the embedded mode's agent permissions (natsauth).
+	NATSAccountSigningKeyFile string
 	// StreamReplicas is the JetStream replication of Palisade's streams
 	// (1 for a single node; 3 for a 3-node cluster).
 	StreamReplicas int
@@ -137,6 +144,10 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 }
 
 func (c *Controller) start(ctx context.Context) error {
+	agentJWT, err := c.agentJWTIssuer()
+	if err != nil {
+		return err
+	}
 	// The API listener comes first: a joining node tells the cluster its
 	// API URL before it can serve.
 	ln, err := net.Listen("tcp", c.cfg.APIAddr)
@@ -243,7 +254,7 @@ func (c *Controller) start(ctx context.Context) error {
 
 	handler := api.New(api.Deps{
 		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg, Events: c.events,
-		NATSURLs: c.natsURLs,
+		NATSURLs: c.natsURLs, AgentJWT: agentJWT,
 	})
 	c.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
@@ -262,6 +273,26 @@ func (c *Controller) goRun(fn func()) {
 		defer c.wg.Done()
 		fn()
 	}()
+}
+
+// agentJWTIssuer returns the function that issues agents' NATS user JWTs
+// (external mode with an account signing key), or nil.
+func (c *Controller) agentJWTIssuer() (func(hostID, nkey string) (string, error), error) {
+	if c.cfg.NATSAccountSigningKeyFile == "" {
+		if c.cfg.NATSURL != "" {
+			c.log.Warn("external NATS without an account signing key: agents get no NATS identity from the controller")
+		}
+		return nil, nil
+	}
+	if c.cfg.NATSURL == "" {
+		return nil, errors.New("an account signing key is for external NATS only: set the NATS URL too")
+	}
+	iss, err := natsauth.LoadIssuer(c.cfg.NATSAccountSigningKeyFile, c.cfg.NATSCredsFile)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("agents get NATS user JWTs", "account", iss.Account())
+	return func(hostID, nkey string) (string, error) { return iss.AgentJWT(hostID, nkey, time.Now()) }, nil
 }
 
 // knownHost reports whether id is an enrolled host.

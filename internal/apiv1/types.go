@@ -88,6 +88,10 @@ type EnrollResponse struct {
 	NATSURLs  []string `json:"nats_urls"`
 	// SigningPublicKey is the controller's ed25519 command-signing key (base64 std).
 	SigningPublicKey string `json:"signing_public_key"`
+	// NATSUserJWT (external NATS in operator mode) is the agent's NATS
+	// user JWT, issued for its nkey; the agent connects with it and signs
+	// the server's nonce with its nkey. Empty in embedded mode.
+	NATSUserJWT string `json:"nats_user_jwt,omitempty"`
 }
 
 // EnrollInfo is GET /api/v1/enroll/info (unauthenticated): enough for an

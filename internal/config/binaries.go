@@ -53,29 +53,30 @@ func (a *Agent) Validate() Problems {
 // main's. Adding a server.Config field: add one line here
 // (TestControllerCoversServerConfig fails until you do).
 type Controller struct {
-	NodeID                string        `yaml:"node_id" usage:"this node's id in the Raft cluster (required)"`
-	DataDir               string        `yaml:"data_dir" default:"/var/lib/palisade-controller" usage:"where Raft, JetStream and the admin token live"`
-	APIAddr               string        `yaml:"api_addr" default:"127.0.0.1:8080" usage:"admin API listen address"`
-	RaftAddr              string        `yaml:"raft_addr" default:"127.0.0.1:7000" usage:"Raft listen (and advertised) address"`
-	NATSListen            string        `yaml:"nats_listen" default:"127.0.0.1:4222" usage:"embedded NATS server listen address"`
-	NATSAdvertise         string        `yaml:"nats_advertise" usage:"NATS URL given to agents (default: the embedded server's)"`
-	Bootstrap             bool          `yaml:"bootstrap" usage:"start a new cluster with this node as its first voter"`
-	StartTimeout          time.Duration `yaml:"start_timeout" default:"30s" usage:"how long to wait at start for a leader and the cluster identity"`
-	RaftHeartbeatTimeout  time.Duration `yaml:"raft_heartbeat_timeout" usage:"Raft heartbeat timeout (0: Raft's default)"`
-	RaftElectionTimeout   time.Duration `yaml:"raft_election_timeout" usage:"Raft election timeout (0: Raft's default)"`
-	RaftSnapshotThreshold uint64        `yaml:"raft_snapshot_threshold" usage:"Raft log entries between automatic snapshots (0: 8192)"`
-	RaftTrailingLogs      uint64        `yaml:"raft_trailing_logs" usage:"log entries a snapshot keeps; a follower further behind receives the snapshot (0: 10240)"`
-	RaftSnapshotInterval  time.Duration `yaml:"raft_snapshot_interval" usage:"how often Raft checks the snapshot threshold (0: 2m)"`
-	Join                  string        `yaml:"join" usage:"API URL of any node of an existing cluster to join (first start only)"`
-	JoinTokenFile         string        `yaml:"join_token_file" usage:"file holding an admin API token that authenticates --join"`
-	APIAdvertise          string        `yaml:"api_advertise" usage:"API URL other nodes use to reach this one (default http://<api_addr>)"`
-	NATSClusterListen     string        `yaml:"nats_cluster_listen" usage:"embedded NATS route listener (host:port); joins the nodes' NATS servers into one cluster"`
-	NATSRoutes            []string      `yaml:"nats_routes" usage:"extra NATS route addresses (host:port) beyond those of the recorded nodes"`
-	NATSURL               string        `yaml:"nats_url" usage:"use this external NATS cluster (comma-separated URLs) instead of embedding a server"`
-	NATSCredsFile         string        `yaml:"nats_creds_file" usage:"NATS credentials (.creds) for the external NATS cluster"`
-	StreamReplicas        int           `yaml:"stream_replicas" default:"1" usage:"JetStream replicas of Palisade's streams (1 single node, 3 in a 3-node cluster)"`
-	LogLevel              string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
-	LogFormat             string        `yaml:"log_format" default:"text" usage:"text or json"`
+	NodeID                    string        `yaml:"node_id" usage:"this node's id in the Raft cluster (required)"`
+	DataDir                   string        `yaml:"data_dir" default:"/var/lib/palisade-controller" usage:"where Raft, JetStream and the admin token live"`
+	APIAddr                   string        `yaml:"api_addr" default:"127.0.0.1:8080" usage:"admin API listen address"`
+	RaftAddr                  string        `yaml:"raft_addr" default:"127.0.0.1:7000" usage:"Raft listen (and advertised) address"`
+	NATSListen                string        `yaml:"nats_listen" default:"127.0.0.1:4222" usage:"embedded NATS server listen address"`
+	NATSAdvertise             string        `yaml:"nats_advertise" usage:"NATS URL given to agents (default: the embedded server's)"`
+	Bootstrap                 bool          `yaml:"bootstrap" usage:"start a new cluster with this node as its first voter"`
+	StartTimeout              time.Duration `yaml:"start_timeout" default:"30s" usage:"how long to wait at start for a leader and the cluster identity"`
+	RaftHeartbeatTimeout      time.Duration `yaml:"raft_heartbeat_timeout" usage:"Raft heartbeat timeout (0: Raft's default)"`
+	RaftElectionTimeout       time.Duration `yaml:"raft_election_timeout" usage:"Raft election timeout (0: Raft's default)"`
+	RaftSnapshotThreshold     uint64        `yaml:"raft_snapshot_threshold" usage:"Raft log entries between automatic snapshots (0: 8192)"`
+	RaftTrailingLogs          uint64        `yaml:"raft_trailing_logs" usage:"log entries a snapshot keeps; a follower further behind receives the snapshot (0: 10240)"`
+	RaftSnapshotInterval      time.Duration `yaml:"raft_snapshot_interval" usage:"how often Raft checks the snapshot threshold (0: 2m)"`
+	Join                      string        `yaml:"join" usage:"API URL of any node of an existing cluster to join (first start only)"`
+	JoinTokenFile             string        `yaml:"join_token_file" usage:"file holding an admin API token that authenticates --join"`
+	APIAdvertise              string        `yaml:"api_advertise" usage:"API URL other nodes use to reach this one (default http://<api_addr>)"`
+	NATSClusterListen         string        `yaml:"nats_cluster_listen" usage:"embedded NATS route listener (host:port); joins the nodes' NATS servers into one cluster"`
+	NATSRoutes                []string      `yaml:"nats_routes" usage:"extra NATS route addresses (host:port) beyond those of the recorded nodes"`
+	NATSURL                   string        `yaml:"nats_url" usage:"use this external NATS cluster (comma-separated URLs) instead of embedding a server"`
+	NATSCredsFile             string        `yaml:"nats_creds_file" usage:"NATS credentials (.creds) for the external NATS cluster"`
+	NATSAccountSigningKeyFile string        `yaml:"nats_account_signing_key" usage:"external NATS: file with a signing key seed (SA…) of the controller's account; agents then get user JWTs with per-host permissions"`
+	StreamReplicas            int           `yaml:"stream_replicas" default:"1" usage:"JetStream replicas of Palisade's streams (1 single node, 3 in a 3-node cluster)"`
+	LogLevel                  string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
+	LogFormat                 string        `yaml:"log_format" default:"text" usage:"text or json"`
 }
 
 // Validate checks values beyond their types.
