@@ -263,3 +263,22 @@ func TestResolve_DefaultMetadataEndpoints(t *testing.T) {
 		t.Errorf("metadata %v clients %v unresolved %q", r.Metadata, r.MetadataClients, r.Unresolved)
 	}
 }
+
+// Fleet IOCs in a bundle are enforced whatever the policy's modes.
+func TestResolve_IOCsAlwaysEnforced(t *testing.T) {
+	r, err := sensor.Resolve(&palisadev1.PolicyBundle{
+		DefaultMode: palisadev1.Mode_MODE_AUDIT,
+		Iocs:        []string{"203.0.113.0/24", "sha256:" + strings.Repeat("ab", 32)},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.DenyCIDRs) != 1 || r.DenyCIDRs[0].Mode != palisadev1.Mode_MODE_ENFORCE {
+		t.Errorf("cidrs %v", r.DenyCIDRs)
+	}
+	_, err = sensor.Resolve(&palisadev1.PolicyBundle{Iocs: []string{"nonsense"}}, nil)
+	var inv *sensor.InvalidPolicyError
+	if !errors.As(err, &inv) || !strings.HasPrefix(inv.Problems[0], "iocs[0]") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -160,6 +160,23 @@ func (rs *resolver) bundle(b *palisadev1.PolicyBundle) {
 			rs.r.DenyCIDRs = append(rs.r.DenyCIDRs, CIDRRule{Prefix: p.Masked(), Mode: mode})
 		}
 	}
+	// Fleet IOCs merged in by the controller are always enforced,
+	// whatever the modes of the policy's own lists.
+	for i, ioc := range b.GetIocs() {
+		path := fmt.Sprintf("iocs[%d]", i)
+		if strings.HasPrefix(ioc, "sha256:") {
+			for _, id := range rs.exe(path, ioc) {
+				rs.r.DenyExec = append(rs.r.DenyExec, ExecRule{ID: id, Source: ioc, Mode: palisadev1.Mode_MODE_ENFORCE})
+			}
+			continue
+		}
+		p, err := netip.ParsePrefix(ioc)
+		if err != nil {
+			rs.problem(path, "not a CIDR or sha256 digest: %q", ioc)
+			continue
+		}
+		rs.r.DenyCIDRs = append(rs.r.DenyCIDRs, CIDRRule{Prefix: p.Masked(), Mode: palisadev1.Mode_MODE_ENFORCE})
+	}
 	if q := b.GetQuarantine(); q != nil {
 		rs.r.Quarantine = q.GetEnabled()
 		for i, ep := range q.GetAllow() {

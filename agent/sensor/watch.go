@@ -38,6 +38,11 @@ func (s *Sensor) ApplyBundle(b *palisadev1.PolicyBundle) error {
 			digests[strings.ToLower(sum)] = r.execMode
 		}
 	}
+	for _, d := range b.GetIocs() {
+		if sum, ok := strings.CutPrefix(d, "sha256:"); ok {
+			digests[strings.ToLower(sum)] = palisadev1.Mode_MODE_ENFORCE
+		}
+	}
 	s.denyDigests.Store(&digests)
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
