@@ -54,6 +54,12 @@ package:
 demo: build
 	./scripts/demo.sh
 
+# soak: the randomized fault schedule (kills, restarts, partitions) against a
+# 3-node cluster for SOAK_DURATION, checked for linearizability.
+SOAK_DURATION ?= 10m
+soak:
+	PALISADE_FAULT_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout 60m -run TestLinearizable -v ./test/cluster/
+
 bench: build
 	@mkdir -p bench/results
 	./scripts/bench.sh
