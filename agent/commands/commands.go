@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/palisade-sec/palisade/agent/hunt"
 	"github.com/palisade-sec/palisade/internal/cmdsign"
 	"github.com/palisade-sec/palisade/internal/fileutil"
 	"github.com/palisade-sec/palisade/internal/streams"
@@ -42,8 +43,8 @@ type Actions interface {
 	Release(reason string) error
 	Kill(pid uint32, startTime time.Time, tree bool) error
 	Block(cidr string, expires time.Time) error
-	// Hunt searches for a leaked key id, given itself or as its hex sha256.
-	Hunt(keyID, keyIDSha256 string) (detail string, err error)
+	// Hunt searches for a leaked key id.
+	Hunt(k hunt.Key) (detail string, err error)
 }
 
 // Executor verifies and runs commands.
@@ -158,7 +159,9 @@ func (e *Executor) execute(cmd *palisadev1.Command) (string, error) {
 		}
 		return "blocked " + k.Block.GetCidr(), e.Actions.Block(k.Block.GetCidr(), exp)
 	case *palisadev1.Command_Hunt:
-		return e.Actions.Hunt(k.Hunt.GetKeyId(), k.Hunt.GetKeyIdSha256())
+		h := k.Hunt
+		return e.Actions.Hunt(hunt.Key{ID: h.GetKeyId(), SHA256: h.GetKeyIdSha256(), Prefix: h.GetKeyIdPrefix(),
+			Length: int(h.GetKeyIdLength()), Masked: h.GetKeyIdMasked()})
 	}
 	return "", errors.New("unknown command kind")
 }

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/palisade-sec/palisade/agent/hunt"
 	"github.com/palisade-sec/palisade/internal/cmdsign"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -38,7 +39,7 @@ func (r *recorder) Block(cidr string, _ time.Time) error {
 	r.calls = append(r.calls, "block:"+cidr)
 	return r.fail
 }
-func (r *recorder) Hunt(key, sum string) (string, error) {
+func (r *recorder) Hunt(hunt.Key) (string, error) {
 	r.calls = append(r.calls, "hunt")
 	return "found 0", r.fail
 }

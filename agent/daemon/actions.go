@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,13 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/palisade-sec/palisade/agent/hunt"
 	"github.com/palisade-sec/palisade/internal/fileutil"
 )
 
@@ -126,127 +122,49 @@ func (x *actions) Release(reason string) error {
 	return nil
 }
 
-// Kill ends a process of the scope. startTime (when set) must match the
-// process's, so a reused pid is never hit; the signal goes through a
-// pidfd, so the process checked is the process signalled.
+// Kill ends a process (and with tree its descendants) of the scope,
+// guarded against pid reuse by the start time (see rules.Engine.KillProcess).
 func (x *actions) Kill(pid uint32, startTime time.Time, tree bool) error {
+	if x.a.rules == nil {
+		return errors.New("no kernel sensors on this host (no --cgroup scope)")
+	}
+	_, err := x.a.rules.KillProcess(pid, startTime, tree)
+	return err
+}
+
+// Block denies a destination on this host until the policy changes it.
+func (x *actions) Block(cidr string, _ time.Time) error {
 	if x.a.sensor == nil {
 		return errors.New("no kernel sensors on this host (no --cgroup scope)")
 	}
-	pids := []uint32{pid}
-	if tree {
-		pids = append(pids, descendants(pid)...)
-	}
-	var errs []error
-	for i, p := range pids {
-		var want time.Time
-		if i == 0 {
-			want = startTime
-		}
-		if err := x.killOne(p, want); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (x *actions) killOne(pid uint32, startTime time.Time) error {
-	fd, err := unix.PidfdOpen(int(pid), 0)
+	p, err := netip.ParsePrefix(cidr)
 	if err != nil {
-		return fmt.Errorf("pid %d: %w", pid, err)
-	}
-	defer unix.Close(fd)
-	if !inScope(pid, x.a.cfg.CgroupPath) {
-		return fmt.Errorf("pid %d is outside this agent's scope %s", pid, x.a.cfg.CgroupPath)
-	}
-	if !startTime.IsZero() {
-		p, err := x.a.sensor.Cache().Read(pid)
-		if err != nil {
-			return fmt.Errorf("pid %d: %w", pid, err)
+		a, aerr := netip.ParseAddr(cidr)
+		if aerr != nil {
+			return fmt.Errorf("block %q: not an address or CIDR", cidr)
 		}
-		if d := p.StartTime.Sub(startTime); d > 50*time.Millisecond || d < -50*time.Millisecond {
-			return fmt.Errorf("pid %d started at %s, not %s: another process has that pid now", pid, p.StartTime, startTime)
-		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
-		return fmt.Errorf("kill pid %d: %w", pid, err)
-	}
-	return nil
+	return x.a.blockPrefix(p)
 }
 
-// inScope reports whether pid's cgroup v2 path is the scope or below it.
-func inScope(pid uint32, scope string) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+// Hunt searches the host for a leaked key id (given as its hash) and
+// reports every place found as alerts; the result summarises it.
+func (x *actions) Hunt(k hunt.Key) (string, error) {
+	if x.a.rules == nil {
+		return "", errors.New("no kernel sensors on this host (no --cgroup scope)")
+	}
+	ks, err := hunt.NewKeySet([]hunt.Key{k})
 	if err != nil {
-		return false
+		return "", err
 	}
-	root := cgroupMount(scope)
-	rel := "/" + strings.TrimPrefix(strings.TrimPrefix(filepath.Clean(scope), root), "/")
-	for _, line := range strings.Split(string(data), "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			return path == rel || strings.HasPrefix(path, strings.TrimSuffix(rel, "/")+"/")
-		}
+	var paths []string
+	for _, f := range x.a.policy.current().GetProtectedFiles() {
+		paths = append(paths, f.GetPaths()...)
 	}
-	return false
-}
-
-// cgroupMount finds the cgroup2 mount point that holds scope.
-func cgroupMount(scope string) string {
-	f, err := os.Open("/proc/self/mountinfo")
+	res, err := x.a.runHunt(x.a.ctx, paths, ks)
 	if err != nil {
-		return "/sys/fs/cgroup"
+		return "", err
 	}
-	defer f.Close()
-	best := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		for i, fld := range fields {
-			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
-				mp := fields[4]
-				if strings.HasPrefix(scope, mp) && len(mp) > len(best) {
-					best = mp
-				}
-			}
-		}
-	}
-	if best == "" {
-		return "/sys/fs/cgroup"
-	}
-	return best
-}
-
-// descendants lists pid's children, recursively.
-func descendants(pid uint32) []uint32 {
-	var out []uint32
-	queue := []uint32{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p))
-		for _, t := range tasks {
-			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", p, t.Name()))
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(data)) {
-				if c, err := strconv.ParseUint(f, 10, 32); err == nil {
-					out = append(out, uint32(c))
-					queue = append(queue, uint32(c))
-				}
-			}
-		}
-	}
-	return out
-}
-
-// Block is not available as a command yet: deny CIDRs come from the policy
-// (spec.network.deny), which the controller pushes to every host.
-func (x *actions) Block(cidr string, _ time.Time) error {
-	return fmt.Errorf("block %s: per-host block commands are not supported yet; add the address to the policy's network.deny", cidr)
-}
-
-// Hunt is wired to the leaked-key hunter when it is available.
-func (x *actions) Hunt(keyID, keyIDSha256 string) (string, error) {
-	return "", errors.New("credential hunting is not available in this agent build")
+	return fmt.Sprintf("%d findings (%d files, %d processes scanned)", len(res.Findings), res.FilesScanned, res.ProcessesScanned), nil
 }

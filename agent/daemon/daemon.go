@@ -31,9 +31,11 @@ import (
 	"github.com/palisade-sec/palisade/agent/commands"
 	"github.com/palisade-sec/palisade/agent/enroll"
 	"github.com/palisade-sec/palisade/agent/heartbeat"
+	"github.com/palisade-sec/palisade/agent/honeytoken"
 	"github.com/palisade-sec/palisade/agent/hostinfo"
 	"github.com/palisade-sec/palisade/agent/identity"
 	"github.com/palisade-sec/palisade/agent/natsconn"
+	"github.com/palisade-sec/palisade/agent/rules"
 	"github.com/palisade-sec/palisade/agent/sensor"
 	"github.com/palisade-sec/palisade/agent/spool"
 	"github.com/palisade-sec/palisade/agent/telemetry"
@@ -63,17 +65,23 @@ type Config struct {
 
 // Agent is a running agent.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	id     *identity.Identity // nil when standalone
-	nc     *nats.Conn         // nil when standalone
-	sensor *sensor.Sensor     // nil without --cgroup
-	fwd    *telemetry.Forwarder
-	acts   *actions
-	exec   *commands.Executor
-	spool  *spool.Spool // nil when standalone
-	sender *telemetry.Sender
-	policy *policyState
+	cfg     Config
+	log     *slog.Logger
+	id      *identity.Identity // nil when standalone
+	nc      *nats.Conn         // nil when standalone
+	sensor  *sensor.Sensor     // nil without --cgroup
+	fwd     *telemetry.Forwarder
+	acts    *actions
+	exec    *commands.Executor
+	spool   *spool.Spool // nil when standalone
+	sender  *telemetry.Sender
+	policy  *policyState
+	rules   *rules.Engine
+	planter *honeytoken.Planter
+	// blocks are destinations denied by rule responses and block
+	// commands, on top of the policy (guarded by policyMu).
+	blocks []string
+	ctx    context.Context
 	// policyMu serialises policy changes (local file, controller bundle).
 	policyMu sync.Mutex
 	metrics  *http.Server
@@ -99,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	a := &Agent{cfg: cfg, log: cfg.Logger, cancel: cancel, policy: &policyState{dir: cfg.StateDir}}
 	a.acts = &actions{a: a}
+	a.ctx = ctx
 	if err := a.start(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -161,7 +170,9 @@ func (a *Agent) start(ctx context.Context) error {
 		a.fwd = &telemetry.Forwarder{Logger: a.log}
 	}
 	if a.sensor != nil {
-		a.goRun(func() { a.fwd.Run(ctx, a.sensor.Events()) })
+		evs := make(chan *palisadev1.Event, 4096)
+		a.goRun(func() { a.runDetection(ctx, a.sensor.Events(), evs) })
+		a.goRun(func() { a.fwd.Run(ctx, evs) })
 	}
 	if a.nc != nil {
 		hb := &heartbeat.Publisher{

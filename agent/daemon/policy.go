@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/palisade-sec/palisade/agent/identity"
+	"github.com/palisade-sec/palisade/agent/rules"
 	"github.com/palisade-sec/palisade/agent/sensor"
 	"github.com/palisade-sec/palisade/internal/fileutil"
 	"github.com/palisade-sec/palisade/internal/policy"
@@ -31,6 +32,13 @@ type policyState struct {
 	dir    string
 	mu     sync.Mutex
 	bundle *palisadev1.PolicyBundle
+}
+
+// current is the bundle in force (nil: none).
+func (p *policyState) current() *palisadev1.PolicyBundle {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bundle
 }
 
 func (p *policyState) version() uint64 {
@@ -108,18 +116,29 @@ func (a *Agent) startSensor(ctx context.Context) error {
 			a.log.Warn("kernel feature missing", "feature", f.GetName(), "err", f.GetError())
 		}
 	}
+	if err := a.startDetection(); err != nil {
+		return err
+	}
+	a.policyMu.Lock()
+	defer a.policyMu.Unlock()
 	if bundle == nil {
-		a.log.Info("no policy: sensors observe only", "adopted_pins", s.Adopted())
+		a.log.Info("no policy: sensors observe, default rules audit", "adopted_pins", s.Adopted())
+		defaults, err := rules.DefaultRules(palisadev1.Mode_MODE_AUDIT)
+		if err != nil {
+			return fmt.Errorf("default rules: %w", err)
+		}
+		if err := a.rules.Apply(defaults); err != nil {
+			return fmt.Errorf("default rules: %w", err)
+		}
+		if len(a.blocks) > 0 {
+			if err := s.ApplyBundle(a.withBlocks(emptyBundle())); err != nil {
+				return fmt.Errorf("re-apply blocks: %w", err)
+			}
+		}
 		return a.acts.reassert()
 	}
-	if err := s.ApplyBundle(bundle); err != nil {
-		return fmt.Errorf("apply policy %q: %w", bundle.GetName(), err)
-	}
-	if err := a.policy.applied(bundle); err != nil {
-		a.log.Error("policy applied but not kept on disk", "err", err)
-	}
-	if err := a.acts.reassert(); err != nil {
-		return fmt.Errorf("re-apply quarantine: %w", err)
+	if err := a.applyBundle(bundle); err != nil {
+		return err
 	}
 	a.log.Info("policy applied", "name", bundle.GetName(), "version", bundle.GetVersion(), "sha256", bundle.GetSourceSha256())
 	return nil

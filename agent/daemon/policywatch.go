@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
-	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,22 +24,14 @@ func (a *Agent) watchPolicy(ctx context.Context, js jetstream.JetStream) {
 func (a *Agent) applyRemotePolicy(b *palisadev1.PolicyBundle) error {
 	a.policyMu.Lock()
 	defer a.policyMu.Unlock()
-	if cur := a.policy.version(); cur == b.GetVersion() && cur != 0 {
+	if cur := a.policy.current(); cur != nil && cur.GetVersion() == b.GetVersion() && cur.GetRevision() == b.GetRevision() && cur.GetVersion() != 0 {
 		return nil
 	}
 	if a.cfg.PolicyFile != "" {
 		a.log.Warn("local --policy in force: controller policy not applied", "version", b.GetVersion())
 		return nil
 	}
-	if a.sensor != nil {
-		if err := a.sensor.ApplyBundle(b); err != nil {
-			return fmt.Errorf("apply policy v%d: %w", b.GetVersion(), err)
-		}
-	}
-	if err := a.policy.applied(b); err != nil {
-		a.log.Error("policy applied but not kept on disk", "err", err)
-	}
-	if err := a.acts.reassert(); err != nil {
+	if err := a.applyBundle(b); err != nil {
 		return err
 	}
 	a.log.Info("controller policy applied", "version", b.GetVersion(), "name", b.GetName())

@@ -78,23 +78,28 @@ func (d *Dispatcher) dispatchRequested(ctx context.Context) {
 	var (
 		actions []*palisadev1.Action
 		seed    []byte
+		leaks   = map[string]*palisadev1.LeakedCredential{}
 	)
 	d.Store.FSM().Read(func(s *fsm.State) {
 		actions = s.Actions(pending(palisadev1.ActionState_ACTION_STATE_REQUESTED), 0)
 		seed = s.Cluster().GetSigningSeed()
+		for _, l := range s.LeakedCredentials() {
+			leaks[l.GetKeyIdSha256()] = l
+		}
 	})
 	for _, a := range actions {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := d.send(ctx, seed, a); err != nil {
+		if err := d.send(ctx, seed, a, leaks[a.GetKeyIdSha256()]); err != nil {
 			d.Log.Warn("action not sent; will retry", "action", a.GetId(), "host", a.GetHostId(), "err", err)
 		}
 	}
 }
 
-// Command builds the command that carries an action.
-func Command(a *palisadev1.Action, now time.Time) (*palisadev1.Command, error) {
+// Command builds the command that carries an action; leak describes the
+// key a hunt looks for (nil for other kinds).
+func Command(a *palisadev1.Action, leak *palisadev1.LeakedCredential, now time.Time) (*palisadev1.Command, error) {
 	exp := now.Add(DefaultTTL)
 	if a.GetExpiresAt() != nil {
 		exp = a.GetExpiresAt().AsTime()
@@ -113,16 +118,20 @@ func Command(a *palisadev1.Action, now time.Time) (*palisadev1.Command, error) {
 	case palisadev1.ActionKind_ACTION_KIND_BLOCK:
 		cmd.Kind = &palisadev1.Command_Block{Block: &palisadev1.BlockAddressCommand{Cidr: a.GetCidr(), ExpiresAt: a.GetExpiresAt()}}
 	case palisadev1.ActionKind_ACTION_KIND_HUNT_CREDENTIAL:
-		cmd.Kind = &palisadev1.Command_Hunt{Hunt: &palisadev1.HuntCredentialCommand{KeyIdSha256: a.GetKeyIdSha256()}}
+		if leak == nil {
+			return nil, fmt.Errorf("hunt: no leaked credential with the key id's hash %s", a.GetKeyIdSha256())
+		}
+		cmd.Kind = &palisadev1.Command_Hunt{Hunt: &palisadev1.HuntCredentialCommand{KeyIdSha256: leak.GetKeyIdSha256(),
+			KeyIdPrefix: leak.GetKeyIdPrefix(), KeyIdLength: leak.GetKeyIdLength(), KeyIdMasked: leak.GetKeyIdMasked()}}
 	default:
 		return nil, fmt.Errorf("action kind %s has no command", a.GetKind())
 	}
 	return cmd, nil
 }
 
-func (d *Dispatcher) send(ctx context.Context, seed []byte, a *palisadev1.Action) error {
+func (d *Dispatcher) send(ctx context.Context, seed []byte, a *palisadev1.Action, leak *palisadev1.LeakedCredential) error {
 	now := d.now()
-	cmd, err := Command(a, now)
+	cmd, err := Command(a, leak, now)
 	if err != nil {
 		return d.update(ctx, a.GetId(), palisadev1.ActionState_ACTION_STATE_FAILED, err.Error(), "")
 	}

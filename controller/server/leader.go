@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/palisade-sec/palisade/controller/dispatch"
+	"github.com/palisade-sec/palisade/controller/fleet"
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/ingest"
 	"github.com/palisade-sec/palisade/internal/cmdsign"
@@ -102,25 +103,30 @@ func (c *Controller) watchFSM(ctx context.Context, changed chan<- struct{}) {
 // policyPoll is how often the leader checks for a new current policy.
 const policyPoll = 200 * time.Millisecond
 
-// publishPolicy keeps the signed current policy in the KV bucket agents
-// watch.
+// publishPolicy keeps the signed fleet bundle — the current policy with
+// IOCs and leaked keys merged in — in the KV bucket agents watch.
 func (c *Controller) publishPolicy(ctx context.Context, js jetstream.JetStream) {
-	var kv jetstream.KeyValue
-	var published uint64
+	var (
+		kv        jetstream.KeyValue
+		published = "-"
+	)
 	t := time.NewTicker(policyPoll)
 	defer t.Stop()
 	for {
 		var (
-			cur  *palisadev1.PolicyVersion
+			b    *palisadev1.PolicyBundle
 			seed []byte
 		)
-		c.store.FSM().Read(func(s *fsm.State) { cur, seed = s.CurrentPolicy(), s.Cluster().GetSigningSeed() })
-		if cur != nil && cur.GetVersion() != published {
-			if err := c.putPolicy(ctx, js, &kv, seed, cur.GetBundle()); err != nil {
-				c.log.Warn("policy not published; retrying", "version", cur.GetVersion(), "err", err)
+		c.store.FSM().Read(func(s *fsm.State) {
+			b = fleet.Bundle(s.CurrentPolicy(), s.IOCs(), s.LeakedCredentials(), time.Now())
+			seed = s.Cluster().GetSigningSeed()
+		})
+		if id := fleet.Describe(b); id != published && (b.GetVersion() > 0 || b.GetRevision() > 0) {
+			if err := c.putPolicy(ctx, js, &kv, seed, b); err != nil {
+				c.log.Warn("policy not published; retrying", "bundle", id, "err", err)
 			} else {
-				published = cur.GetVersion()
-				c.log.Info("policy published to agents", "version", published)
+				published = id
+				c.log.Info("policy published to agents", "bundle", id)
 			}
 		}
 		select {

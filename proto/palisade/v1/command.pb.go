@@ -229,7 +229,11 @@ type HuntCredentialCommand struct {
 	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// Hex sha256 of the key id: agents match candidate ids (LTAI…, AKIA…)
 	// they find by hash, so the id need not be sent.
-	KeyIdSha256   string `protobuf:"bytes,2,opt,name=key_id_sha256,json=keyIdSha256,proto3" json:"key_id_sha256,omitempty"`
+	KeyIdSha256 string `protobuf:"bytes,2,opt,name=key_id_sha256,json=keyIdSha256,proto3" json:"key_id_sha256,omitempty"`
+	// How candidates look (from the leaked-credential record).
+	KeyIdPrefix   string `protobuf:"bytes,3,opt,name=key_id_prefix,json=keyIdPrefix,proto3" json:"key_id_prefix,omitempty"`
+	KeyIdLength   uint32 `protobuf:"varint,4,opt,name=key_id_length,json=keyIdLength,proto3" json:"key_id_length,omitempty"`
+	KeyIdMasked   string `protobuf:"bytes,5,opt,name=key_id_masked,json=keyIdMasked,proto3" json:"key_id_masked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +278,27 @@ func (x *HuntCredentialCommand) GetKeyId() string {
 func (x *HuntCredentialCommand) GetKeyIdSha256() string {
 	if x != nil {
 		return x.KeyIdSha256
+	}
+	return ""
+}
+
+func (x *HuntCredentialCommand) GetKeyIdPrefix() string {
+	if x != nil {
+		return x.KeyIdPrefix
+	}
+	return ""
+}
+
+func (x *HuntCredentialCommand) GetKeyIdLength() uint32 {
+	if x != nil {
+		return x.KeyIdLength
+	}
+	return 0
+}
+
+func (x *HuntCredentialCommand) GetKeyIdMasked() string {
+	if x != nil {
+		return x.KeyIdMasked
 	}
 	return ""
 }
@@ -620,10 +645,13 @@ const file_palisade_v1_command_proto_rawDesc = "" +
 	"\x13BlockAddressCommand\x12\x12\n" +
 	"\x04cidr\x18\x01 \x01(\tR\x04cidr\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"R\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xbe\x01\n" +
 	"\x15HuntCredentialCommand\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\"\n" +
-	"\rkey_id_sha256\x18\x02 \x01(\tR\vkeyIdSha256\"\x80\x04\n" +
+	"\rkey_id_sha256\x18\x02 \x01(\tR\vkeyIdSha256\x12\"\n" +
+	"\rkey_id_prefix\x18\x03 \x01(\tR\vkeyIdPrefix\x12\"\n" +
+	"\rkey_id_length\x18\x04 \x01(\rR\vkeyIdLength\x12\"\n" +
+	"\rkey_id_masked\x18\x05 \x01(\tR\vkeyIdMasked\"\x80\x04\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
