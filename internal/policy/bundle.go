@@ -110,6 +110,7 @@ func ValidateBundle(b *palisadev1.PolicyBundle) error {
 		ps.checkItems(list(q.GetAllow(), "quarantine.allow"), checkEndpoint, true, nil)
 	}
 	ps.checkItems(list(b.GetIocs(), "iocs"), checkIOC, true, nil)
+	ps.validateResponse(b.GetResponse())
 	if n := len(b.GetLeakedKeys()); n > MaxListLength {
 		ps.addf("leaked_keys", 0, "has %d entries; at most %d allowed", n, MaxListLength)
 	}

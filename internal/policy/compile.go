@@ -44,6 +44,7 @@ func (p *Policy) Compile() (*palisadev1.PolicyBundle, error) {
 		Exec:         &palisadev1.ExecPolicy{Deny: slices.Clone(p.Exec.Deny), Mode: eff(p.Exec.Mode)},
 		Network:      &palisadev1.NetworkPolicy{Deny: slices.Clone(p.Network.Deny), Mode: eff(p.Network.Mode)},
 		Quarantine:   &palisadev1.QuarantinePolicy{Enabled: p.Quarantine.Enabled, Allow: slices.Clone(p.Quarantine.Allow)},
+		Response:     p.Response.compile(),
 	}
 	for _, f := range p.Files {
 		b.ProtectedFiles = append(b.ProtectedFiles, &palisadev1.ProtectedFiles{

@@ -29,6 +29,7 @@ type Policy struct {
 	Network     NetworkPolicy
 	Quarantine  QuarantinePolicy
 	Rules       []Rule
+	Response    ResponsePolicy
 
 	source string // Parse's source argument
 	sha256 string // hex sha256 of the raw document
@@ -365,7 +366,7 @@ func (w walker) policy(root *yaml.Node) *Policy {
 
 func (w walker) spec(n *yaml.Node, p *Policy) {
 	const path = "spec"
-	f := w.fields(n, path, "mode", "credentials", "exec", "network", "quarantine", "rules")
+	f := w.fields(n, path, "mode", "credentials", "exec", "network", "quarantine", "rules", "response")
 	if f == nil {
 		return
 	}
@@ -407,6 +408,9 @@ func (w walker) spec(n *yaml.Node, p *Policy) {
 	}
 	if v := f["rules"]; v != nil {
 		p.Rules = w.rules(v, "spec.rules")
+	}
+	if v := f["response"]; v != nil {
+		p.Response = w.response(v, "spec.response")
 	}
 }
 

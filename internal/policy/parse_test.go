@@ -219,7 +219,7 @@ func TestParse_Invalid(t *testing.T) {
     - {name: r, condition: x, sevrity: low}
 color: red
 `, []string{"spec.modes", "spec.credentials.files[0].reader", "spec.rules[0].sevrity", "spec.rules[0].severity", "color"},
-			`unknown field "modes" (known: mode, credentials, exec, network, quarantine, rules)`},
+			`unknown field "modes" (known: mode, credentials, exec, network, quarantine, rules, response)`},
 		{"duplicate key", doc("  mode: audit\n"), []string{"spec.mode"}, "duplicate key"},
 		{"wrong types", header + `spec:
   mode: [enforce]

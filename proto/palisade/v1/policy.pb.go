@@ -526,7 +526,10 @@ type PolicyBundle struct {
 	LeakedKeys []*LeakedKey `protobuf:"bytes,14,rep,name=leaked_keys,json=leakedKeys,proto3" json:"leaked_keys,omitempty"`
 	// Changes whenever the controller's merged content (iocs, leaked keys)
 	// changes for the same policy version.
-	Revision      uint64 `protobuf:"varint,15,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,15,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The controller's automatic response (absent: quarantine on critical
+	// alerts, 10-minute incident window).
+	Response      *ResponsePolicy `protobuf:"bytes,16,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -666,6 +669,151 @@ func (x *PolicyBundle) GetRevision() uint64 {
 	return 0
 }
 
+func (x *PolicyBundle) GetResponse() *ResponsePolicy {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+// ResponseRule maps alerts to an automatic action on their host.
+type ResponseRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Alerts at or above this severity match ("info" < "low" < "medium" <
+	// "high" < "critical").
+	MinSeverity string `protobuf:"bytes,1,opt,name=min_severity,json=minSeverity,proto3" json:"min_severity,omitempty"`
+	// Only alerts of this rule match (empty: any rule).
+	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// Only hosts carrying all these labels match.
+	HostLabels map[string]string `protobuf:"bytes,3,rep,name=host_labels,json=hostLabels,proto3" json:"host_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// "quarantine" or "none".
+	Action        string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseRule) Reset() {
+	*x = ResponseRule{}
+	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseRule) ProtoMessage() {}
+
+func (x *ResponseRule) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseRule.ProtoReflect.Descriptor instead.
+func (*ResponseRule) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResponseRule) GetMinSeverity() string {
+	if x != nil {
+		return x.MinSeverity
+	}
+	return ""
+}
+
+func (x *ResponseRule) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ResponseRule) GetHostLabels() map[string]string {
+	if x != nil {
+		return x.HostLabels
+	}
+	return nil
+}
+
+func (x *ResponseRule) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+// ResponsePolicy is what the controller does on its own when alerts
+// arrive. It is the controller's part of the policy; agents ignore it.
+type ResponsePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Record what would have been done, do nothing.
+	DryRun bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Alerts of one host and rule within this window join one incident.
+	WindowSeconds uint32          `protobuf:"varint,2,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	Rules         []*ResponseRule `protobuf:"bytes,3,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponsePolicy) Reset() {
+	*x = ResponsePolicy{}
+	mi := &file_palisade_v1_policy_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponsePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponsePolicy) ProtoMessage() {}
+
+func (x *ResponsePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_palisade_v1_policy_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponsePolicy.ProtoReflect.Descriptor instead.
+func (*ResponsePolicy) Descriptor() ([]byte, []int) {
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ResponsePolicy) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ResponsePolicy) GetWindowSeconds() uint32 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *ResponsePolicy) GetRules() []*ResponseRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
 // LeakedKey identifies a leaked access key id without carrying it: agents
 // pick candidates by prefix and length and match them by hash.
 type LeakedKey struct {
@@ -680,7 +828,7 @@ type LeakedKey struct {
 
 func (x *LeakedKey) Reset() {
 	*x = LeakedKey{}
-	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	mi := &file_palisade_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +840,7 @@ func (x *LeakedKey) String() string {
 func (*LeakedKey) ProtoMessage() {}
 
 func (x *LeakedKey) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_policy_proto_msgTypes[8]
+	mi := &file_palisade_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +853,7 @@ func (x *LeakedKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeakedKey.ProtoReflect.Descriptor instead.
 func (*LeakedKey) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeakedKey) GetSha256() string {
@@ -750,7 +898,7 @@ type SignedBundle struct {
 
 func (x *SignedBundle) Reset() {
 	*x = SignedBundle{}
-	mi := &file_palisade_v1_policy_proto_msgTypes[9]
+	mi := &file_palisade_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +910,7 @@ func (x *SignedBundle) String() string {
 func (*SignedBundle) ProtoMessage() {}
 
 func (x *SignedBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_palisade_v1_policy_proto_msgTypes[9]
+	mi := &file_palisade_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +923,7 @@ func (x *SignedBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedBundle.ProtoReflect.Descriptor instead.
 func (*SignedBundle) Descriptor() ([]byte, []int) {
-	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_palisade_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignedBundle) GetBundle() []byte {
@@ -836,7 +984,7 @@ const file_palisade_v1_policy_proto_rawDesc = "" +
 	"\vsource_file\x18\a \x01(\tR\n" +
 	"sourceFile\x12\x1f\n" +
 	"\vsource_line\x18\b \x01(\x05R\n" +
-	"sourceLine\"\xc0\x05\n" +
+	"sourceLine\"\xf9\x05\n" +
 	"\fPolicyBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -857,7 +1005,21 @@ const file_palisade_v1_policy_proto_rawDesc = "" +
 	"\x04iocs\x18\r \x03(\tR\x04iocs\x127\n" +
 	"\vleaked_keys\x18\x0e \x03(\v2\x16.palisade.v1.LeakedKeyR\n" +
 	"leakedKeys\x12\x1a\n" +
-	"\brevision\x18\x0f \x01(\x04R\brevision\"k\n" +
+	"\brevision\x18\x0f \x01(\x04R\brevision\x127\n" +
+	"\bresponse\x18\x10 \x01(\v2\x1b.palisade.v1.ResponsePolicyR\bresponse\"\xe8\x01\n" +
+	"\fResponseRule\x12!\n" +
+	"\fmin_severity\x18\x01 \x01(\tR\vminSeverity\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12J\n" +
+	"\vhost_labels\x18\x03 \x03(\v2).palisade.v1.ResponseRule.HostLabelsEntryR\n" +
+	"hostLabels\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x1a=\n" +
+	"\x0fHostLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x0eResponsePolicy\x12\x17\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\x12%\n" +
+	"\x0ewindow_seconds\x18\x02 \x01(\rR\rwindowSeconds\x12/\n" +
+	"\x05rules\x18\x03 \x03(\v2\x19.palisade.v1.ResponseRuleR\x05rules\"k\n" +
 	"\tLeakedKey\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
@@ -886,7 +1048,7 @@ func file_palisade_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_palisade_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_palisade_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_palisade_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_palisade_v1_policy_proto_goTypes = []any{
 	(Mode)(0),                     // 0: palisade.v1.Mode
 	(*ProtectedFiles)(nil),        // 1: palisade.v1.ProtectedFiles
@@ -897,9 +1059,12 @@ var file_palisade_v1_policy_proto_goTypes = []any{
 	(*QuarantinePolicy)(nil),      // 6: palisade.v1.QuarantinePolicy
 	(*Rule)(nil),                  // 7: palisade.v1.Rule
 	(*PolicyBundle)(nil),          // 8: palisade.v1.PolicyBundle
-	(*LeakedKey)(nil),             // 9: palisade.v1.LeakedKey
-	(*SignedBundle)(nil),          // 10: palisade.v1.SignedBundle
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*ResponseRule)(nil),          // 9: palisade.v1.ResponseRule
+	(*ResponsePolicy)(nil),        // 10: palisade.v1.ResponsePolicy
+	(*LeakedKey)(nil),             // 11: palisade.v1.LeakedKey
+	(*SignedBundle)(nil),          // 12: palisade.v1.SignedBundle
+	nil,                           // 13: palisade.v1.ResponseRule.HostLabelsEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_palisade_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: palisade.v1.ProtectedFiles.mode:type_name -> palisade.v1.Mode
@@ -907,7 +1072,7 @@ var file_palisade_v1_policy_proto_depIdxs = []int32{
 	0,  // 2: palisade.v1.ExecPolicy.mode:type_name -> palisade.v1.Mode
 	0,  // 3: palisade.v1.NetworkPolicy.mode:type_name -> palisade.v1.Mode
 	0,  // 4: palisade.v1.Rule.mode:type_name -> palisade.v1.Mode
-	11, // 5: palisade.v1.PolicyBundle.created_at:type_name -> google.protobuf.Timestamp
+	14, // 5: palisade.v1.PolicyBundle.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: palisade.v1.PolicyBundle.default_mode:type_name -> palisade.v1.Mode
 	1,  // 7: palisade.v1.PolicyBundle.protected_files:type_name -> palisade.v1.ProtectedFiles
 	2,  // 8: palisade.v1.PolicyBundle.metadata:type_name -> palisade.v1.MetadataPolicy
@@ -916,12 +1081,15 @@ var file_palisade_v1_policy_proto_depIdxs = []int32{
 	5,  // 11: palisade.v1.PolicyBundle.network:type_name -> palisade.v1.NetworkPolicy
 	6,  // 12: palisade.v1.PolicyBundle.quarantine:type_name -> palisade.v1.QuarantinePolicy
 	7,  // 13: palisade.v1.PolicyBundle.rules:type_name -> palisade.v1.Rule
-	9,  // 14: palisade.v1.PolicyBundle.leaked_keys:type_name -> palisade.v1.LeakedKey
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 14: palisade.v1.PolicyBundle.leaked_keys:type_name -> palisade.v1.LeakedKey
+	10, // 15: palisade.v1.PolicyBundle.response:type_name -> palisade.v1.ResponsePolicy
+	13, // 16: palisade.v1.ResponseRule.host_labels:type_name -> palisade.v1.ResponseRule.HostLabelsEntry
+	9,  // 17: palisade.v1.ResponsePolicy.rules:type_name -> palisade.v1.ResponseRule
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_palisade_v1_policy_proto_init() }
@@ -935,7 +1103,7 @@ func file_palisade_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_palisade_v1_policy_proto_rawDesc), len(file_palisade_v1_policy_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
