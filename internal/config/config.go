@@ -207,6 +207,9 @@ type Binding struct {
 	flagVals   []flagVal // in command-line order
 	// LookupEnv reads the environment (os.LookupEnv unless a test sets it).
 	LookupEnv func(string) (string, bool)
+	// MissingOK: a missing --config file is no error (install and enroll
+	// create it); a missing default file never is.
+	MissingOK bool
 
 	path    string            // file read by the last Load ("" for none)
 	sources map[string]Source // key → where its value came from
@@ -309,7 +312,7 @@ func (b *Binding) load(env, flags bool) error {
 	case err == nil:
 		b.path = path
 		probs = append(probs, b.decode(path, data)...)
-	case errors.Is(err, os.ErrNotExist) && !explicit:
+	case errors.Is(err, os.ErrNotExist) && (!explicit || b.MissingOK):
 	default:
 		probs = append(probs, Problem{Source: path, Msg: err.Error()})
 	}

@@ -176,6 +176,14 @@ func TestConfigPath_FlagThenEnvThenDefault(t *testing.T) {
 	if err := bind(t, &a, nil, "", "--config", filepath.Join(dir, "nope.yaml")).Load(); err == nil {
 		t.Error("missing --config file: no error")
 	}
+	b := bind(t, &a, nil, "", "--config", filepath.Join(dir, "new.yaml"), "--state-dir", "/new")
+	b.MissingOK = true // install and enroll create the file
+	if err := b.Load(); err != nil {
+		t.Errorf("MissingOK: %v", err)
+	}
+	if path, _, err := b.WriteFlags(); err != nil || path != filepath.Join(dir, "new.yaml") {
+		t.Errorf("write new file: %v", err)
+	}
 }
 
 func TestFile_UnknownKeysByNameAndLine(t *testing.T) {

@@ -91,6 +91,7 @@ func (c CLI) install(args []string) error {
 	fs.SetOutput(c.Stderr)
 	start := fs.Bool("start", false, "start (or restart) the service after installing it")
 	b := config.Bind(fs, c.Spec, c.NewConfig())
+	b.MissingOK = true // install creates the file
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

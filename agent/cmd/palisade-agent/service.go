@@ -40,6 +40,7 @@ func enrollCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	b.MissingOK = true // enroll creates the file
 	if err := b.Load(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
@@ -69,7 +70,7 @@ func enrollCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	if m.InstalledUnit() == "" {
+	if up, _ := m.Systemd(); up && m.InstalledUnit() == "" {
 		msg, err := m.Install()
 		if err != nil {
 			return err
