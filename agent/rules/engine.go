@@ -448,10 +448,11 @@ func (e *Engine) alert(r *palisadev1.Rule, ev *palisadev1.Event, a *activation) 
 		al.Labels["downloaded_ago"] = e.now().Sub(d.at).Round(time.Millisecond).String()
 	}
 	if keys := e.keys.Load(); keys.Len() > 0 && kindOf(ev) == "exec" {
-		var found []string
+		var found, sums []string
 		for _, arg := range p.GetArgv() {
 			for _, m := range keys.Find(arg) {
 				found = append(found, m.Masked+" in argv")
+				sums = append(sums, m.SHA256)
 			}
 		}
 		env := a.proc.env
@@ -461,6 +462,7 @@ func (e *Engine) alert(r *palisadev1.Rule, ev *palisadev1.Event, a *activation) 
 				for _, m := range keys.Find(kv) {
 					name, _, _ := strings.Cut(kv, "=")
 					found = append(found, m.Masked+" in env "+name)
+					sums = append(sums, m.SHA256)
 				}
 			}
 		}
@@ -478,6 +480,9 @@ func (e *Engine) alert(r *palisadev1.Rule, ev *palisadev1.Event, a *activation) 
 			al.Event = masked
 			slices.Sort(found)
 			al.Labels["leaked_key"] = strings.Join(slices.Compact(found), ", ")
+			slices.Sort(sums)
+			// The hash ties the alert to the controller's leaked-credential record.
+			al.Labels["key_sha256"] = strings.Join(slices.Compact(sums), ",")
 		}
 	}
 	return al

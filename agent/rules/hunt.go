@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -57,6 +59,7 @@ func (e *Engine) HuntAlerts(res *hunt.Result) []*palisadev1.Alert {
 		if al.HostId == "" {
 			al.HostId = e.cfg.HostID
 		}
+		var sums []string
 		for i, x := range byPID[f.PID] {
 			k := "leaked_key"
 			if i > 0 {
@@ -64,7 +67,10 @@ func (e *Engine) HuntAlerts(res *hunt.Result) []*palisadev1.Alert {
 			}
 			where := x.Where + " " + x.Name
 			al.Labels[k] = x.Key + " in " + where
+			sums = append(sums, x.KeySHA256)
 		}
+		slices.Sort(sums)
+		al.Labels["key_sha256"] = strings.Join(slices.Compact(sums), ",")
 		e.respond(al)
 		out = append(out, al)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/palisade-sec/palisade/controller/alertstore"
 	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/liveness"
@@ -51,6 +52,8 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	// Events holds each host's recent events.
 	Events *eventstore.Store
+	// Alerts holds recent alerts by id.
+	Alerts *alertstore.Store
 	Now    func() time.Time
 }
 
@@ -75,6 +78,9 @@ func New(d Deps) *Server {
 	}
 	if d.Events == nil {
 		d.Events = eventstore.New(0)
+	}
+	if d.Alerts == nil {
+		d.Alerts = alertstore.New(0)
 	}
 	s := &Server{d: d, mux: newRouteMux()}
 	s.forwarder = newForwarder(s)

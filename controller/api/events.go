@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
 	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
 )
@@ -38,16 +36,10 @@ func (s *Server) listHostEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid query", problems...)
 		return
 	}
-	evs := s.d.Events.List(id, kind, limit)
-	out := make([]jsonRaw, 0, len(evs))
-	mo := protojson.MarshalOptions{UseProtoNames: true}
-	for _, ev := range evs {
-		b, err := mo.Marshal(ev)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "encode event: "+err.Error())
-			return
-		}
-		out = append(out, b)
+	out, err := protoJSON(s.d.Events.List(id, kind, limit))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encode events: "+err.Error())
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": out})
 }

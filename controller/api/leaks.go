@@ -44,6 +44,24 @@ func (s *Server) addLeak(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req, false) {
 		return
 	}
+	lc, problems := leakRecord(req)
+	if len(problems) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid leaked credential", problems...)
+		return
+	}
+	res, ok := s.commit(w, r, &palisadev1.FSMCommand{Cmd: &palisadev1.FSMCommand_AddLeakedCredential{
+		AddLeakedCredential: &palisadev1.AddLeakedCredentialCmd{Credential: lc}}}, lc.GetId())
+	if !ok {
+		return
+	}
+	var got *palisadev1.LeakedCredential
+	s.d.Store.FSM().Read(func(st *fsm.State) { got, _ = st.LeakedCredential(res.ResultID) })
+	writeJSON(w, http.StatusCreated, leakView(got))
+}
+
+// leakRecord validates a report and builds the record to store (every
+// problem listed).
+func leakRecord(req apiv1.AddLeakedCredentialRequest) (*palisadev1.LeakedCredential, []string) {
 	var problems []string
 	key := strings.TrimSpace(req.KeyID)
 	provider := req.Provider
@@ -65,19 +83,10 @@ func (s *Server) addLeak(w http.ResponseWriter, r *http.Request) {
 	problems = append(problems, checkText("source", req.Source, false)...)
 	problems = append(problems, checkText("comment", req.Comment, false)...)
 	if len(problems) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid leaked credential", problems...)
-		return
+		return nil, problems
 	}
-	lc := &palisadev1.LeakedCredential{
+	return &palisadev1.LeakedCredential{
 		Id: secret.ID("lc-"), Provider: provider, KeyIdMasked: maskKeyID(key), KeyIdSha256: secret.Hash(key),
 		KeyIdPrefix: key[:4], KeyIdLength: uint32(len(key)), Source: req.Source, Comment: req.Comment,
-	}
-	res, ok := s.commit(w, r, &palisadev1.FSMCommand{Cmd: &palisadev1.FSMCommand_AddLeakedCredential{
-		AddLeakedCredential: &palisadev1.AddLeakedCredentialCmd{Credential: lc}}}, lc.GetId())
-	if !ok {
-		return
-	}
-	var got *palisadev1.LeakedCredential
-	s.d.Store.FSM().Read(func(st *fsm.State) { got, _ = st.LeakedCredential(res.ResultID) })
-	writeJSON(w, http.StatusCreated, leakView(got))
+	}, nil
 }

@@ -100,6 +100,7 @@ func (s *Server) v1Routes() {
 	s.mux.Handle("GET /api/v1/incidents", s.auth(viewer, s.listIncidents))
 	s.mux.Handle("POST /api/v1/incidents", s.auth(responder, s.createIncident))
 	s.mux.Handle("GET /api/v1/incidents/{id}", s.auth(viewer, s.getIncident))
+	s.mux.Handle("GET /api/v1/incidents/{id}/alerts", s.auth(viewer, s.listIncidentAlerts))
 	s.mux.Handle("POST /api/v1/incidents/{id}/acknowledge", s.auth(responder, s.acknowledgeIncident))
 	s.mux.Handle("POST /api/v1/incidents/{id}/resolve", s.auth(responder, s.resolveIncident))
 
@@ -114,6 +115,8 @@ func (s *Server) v1Routes() {
 
 	s.mux.Handle("GET /api/v1/leaked-credentials", s.auth(viewer, s.listLeaks))
 	s.mux.Handle("POST /api/v1/leaked-credentials", s.auth(admin, s.addLeak))
+	s.mux.Handle("POST /api/v1/leaked-credentials/secret-scanning", s.auth(admin, s.secretScanning))
+	s.mux.Handle("GET /api/v1/leaked-credentials/{id}/blast-radius", s.auth(viewer, s.leakBlastRadius))
 
 	s.mux.Handle("GET /api/v1/tokens", s.auth(admin, s.listAPITokens))
 	s.mux.Handle("POST /api/v1/tokens", s.auth(admin, s.createAPIToken))

@@ -12,6 +12,7 @@ import (
 	"github.com/palisade-sec/palisade/controller/fleet"
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/controller/ingest"
+	"github.com/palisade-sec/palisade/controller/respond"
 	"github.com/palisade-sec/palisade/internal/cmdsign"
 	"github.com/palisade-sec/palisade/internal/streams"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
@@ -50,12 +51,14 @@ func (c *Controller) leaderWork(ctx context.Context) {
 	changed := make(chan struct{}, 1)
 	run(func() { c.watchFSM(ctx, changed) })
 	d := &dispatch.Dispatcher{Store: c.store, JS: js, Log: c.log, Changed: changed}
+	resp := &respond.Responder{Store: c.store, Log: c.log}
 	run(func() { d.Run(ctx) })
 	run(func() { c.publishPolicy(ctx, js) })
 	in := ingest.New(js, ingest.Handlers{
 		Known:   c.knownHost,
 		Events:  c.onEvents,
 		Results: func(host string, res *palisadev1.CommandResult) error { return d.Result(ctx, host, res) },
+		Alerts:  func(host string, alerts []*palisadev1.Alert) error { return resp.HandleAlerts(ctx, host, alerts) },
 	}, c.log)
 	c.setIngester(in)
 	run(func() {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/palisade-sec/palisade/controller/alertstore"
 	"github.com/palisade-sec/palisade/controller/api"
 	"github.com/palisade-sec/palisade/controller/eventstore"
 	"github.com/palisade-sec/palisade/controller/fsm"
@@ -107,6 +108,7 @@ type Controller struct {
 	nc       *nats.Conn
 	tracker  *liveness.Tracker
 	events   *eventstore.Store
+	alerts   *alertstore.Store
 	http     *http.Server
 	listener net.Listener
 
@@ -135,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	c := &Controller{cfg: cfg, log: cfg.Logger, cancel: cancel, tracker: liveness.NewTracker(nil),
-		events: eventstore.New(0)}
+		events: eventstore.New(0), alerts: alertstore.New(0)}
 	if err := c.start(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -234,6 +236,11 @@ func (c *Controller) start(ctx context.Context) error {
 	})
 	c.WhileLeader(c.leaderWork)
 	c.goRun(func() {
+		if err := c.alerts.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
+			c.log.Error("alert subscription ended", "err", err)
+		}
+	})
+	c.goRun(func() {
 		if err := c.events.Subscribe(ctx, nc, c.knownHost, c.log); err != nil {
 			c.log.Error("event subscription ended", "err", err)
 		}
@@ -253,7 +260,7 @@ func (c *Controller) start(ctx context.Context) error {
 	}))
 
 	handler := api.New(api.Deps{
-		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg, Events: c.events,
+		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg, Events: c.events, Alerts: c.alerts,
 		NATSURLs: c.natsURLs, AgentJWT: agentJWT,
 	})
 	c.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,

@@ -387,3 +387,39 @@ type Health struct {
 	LeaderAddr   string `json:"leader_addr"`
 	AppliedIndex uint64 `json:"applied_index"`
 }
+
+// SecretScanningMatch is one entry of a GitHub-style secret scanning
+// alert (POST /api/v1/leaked-credentials/secret-scanning takes a list).
+type SecretScanningMatch struct {
+	Token  string `json:"token"`
+	Type   string `json:"type,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Source string `json:"source,omitempty"`
+}
+
+// BlastRadius is where agents found a leaked key
+// (GET /api/v1/leaked-credentials/{id}/blast-radius).
+type BlastRadius struct {
+	ID        string         `json:"id"`
+	Key       string         `json:"key"` // masked
+	Hosts     []string       `json:"hosts"`
+	Files     []BlastFile    `json:"files"`
+	Processes []BlastProcess `json:"processes"`
+}
+
+// BlastFile is a file holding a leaked key.
+type BlastFile struct {
+	Host string `json:"host"`
+	Path string `json:"path"`
+	Line string `json:"line,omitempty"`
+}
+
+// BlastProcess is a process found using a leaked key.
+type BlastProcess struct {
+	Host   string `json:"host"`
+	PID    uint32 `json:"pid"`
+	Exe    string `json:"exe"`
+	Where  string `json:"where"` // e.g. "AKIA****MPLE in env AWS_ACCESS_KEY_ID"
+	Killed bool   `json:"killed"`
+	Alert  string `json:"alert"`
+}
