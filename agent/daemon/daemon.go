@@ -204,7 +204,8 @@ func (a *Agent) start(ctx context.Context) error {
 
 // status fills a heartbeat's changing fields.
 func (a *Agent) status(hb *palisadev1.Heartbeat) {
-	hb.PolicyVersion = a.policy.version()
+	cur := a.policy.current()
+	hb.PolicyVersion, hb.PolicyRevision = cur.GetVersion(), cur.GetRevision()
 	hb.EventsLost = a.fwd.Failed()
 	if a.spool != nil {
 		_, lost := a.spool.Stats()

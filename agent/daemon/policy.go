@@ -41,12 +41,6 @@ func (p *policyState) current() *palisadev1.PolicyBundle {
 	return p.bundle
 }
 
-func (p *policyState) version() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bundle.GetVersion()
-}
-
 // load reads the last good bundle; (nil, nil) when there is none.
 func (p *policyState) load() (*palisadev1.PolicyBundle, error) {
 	data, err := os.ReadFile(filepath.Join(p.dir, LastGoodPolicyFile))

@@ -39,6 +39,7 @@ func (s *Server) hostView(h *palisadev1.Host) apiv1.Host {
 			v.Hostname = hb.GetHostname()
 		}
 		v.PolicyVersion = hb.GetPolicyVersion()
+		v.PolicyRevision = hb.GetPolicyRevision()
 		v.RingbufDrops = hb.GetRingbufDrops()
 		v.EventsLost = hb.GetEventsLost()
 		for _, f := range hb.GetFeatures() {

@@ -35,6 +35,7 @@ type Host struct {
 	LastSeen         *time.Time        `json:"last_seen"`
 	EnrolledAt       *time.Time        `json:"enrolled_at"`
 	PolicyVersion    uint64            `json:"policy_version"`
+	PolicyRevision   uint64            `json:"policy_revision,omitempty"`
 	Features         []Feature         `json:"features,omitempty"`
 	RingbufDrops     uint64            `json:"ringbuf_drops"`
 	EventsLost       uint64            `json:"events_lost"`

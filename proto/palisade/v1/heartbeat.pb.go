@@ -102,8 +102,11 @@ type Heartbeat struct {
 	EventsLost    uint64 `protobuf:"varint,12,opt,name=events_lost,json=eventsLost,proto3" json:"events_lost,omitempty"`
 	EventsSpooled uint64 `protobuf:"varint,13,opt,name=events_spooled,json=eventsSpooled,proto3" json:"events_spooled,omitempty"`
 	Arch          string `protobuf:"bytes,14,opt,name=arch,proto3" json:"arch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Revision of the fleet content (IOCs, leaked keys) merged into the
+	// bundle in force.
+	PolicyRevision uint64 `protobuf:"varint,15,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -234,6 +237,13 @@ func (x *Heartbeat) GetArch() string {
 	return ""
 }
 
+func (x *Heartbeat) GetPolicyRevision() uint64 {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return 0
+}
+
 var File_palisade_v1_heartbeat_proto protoreflect.FileDescriptor
 
 const file_palisade_v1_heartbeat_proto_rawDesc = "" +
@@ -242,7 +252,7 @@ const file_palisade_v1_heartbeat_proto_rawDesc = "" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xda\x03\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x83\x04\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
@@ -260,7 +270,8 @@ const file_palisade_v1_heartbeat_proto_rawDesc = "" +
 	"\vevents_lost\x18\f \x01(\x04R\n" +
 	"eventsLost\x12%\n" +
 	"\x0eevents_spooled\x18\r \x01(\x04R\reventsSpooled\x12\x12\n" +
-	"\x04arch\x18\x0e \x01(\tR\x04archB?Z=github.com/palisade-sec/palisade/proto/palisade/v1;palisadev1b\x06proto3"
+	"\x04arch\x18\x0e \x01(\tR\x04arch\x12'\n" +
+	"\x0fpolicy_revision\x18\x0f \x01(\x04R\x0epolicyRevisionB?Z=github.com/palisade-sec/palisade/proto/palisade/v1;palisadev1b\x06proto3"
 
 var (
 	file_palisade_v1_heartbeat_proto_rawDescOnce sync.Once
