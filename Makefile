@@ -51,8 +51,9 @@ test-short:
 package:
 	cd packaging/cmd/mkpkg && $(GO) run . -root $(CURDIR) -version $(VERSION) -out dist
 
+# The demo loads eBPF programs into a cgroup it creates: run as root.
 demo: build
-	./scripts/demo.sh
+	$(GO) run ./scripts/demo
 
 # soak: the randomized fault schedule (kills, restarts, partitions) against a
 # 3-node cluster for SOAK_DURATION, checked for linearizability.
