@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/palisade-sec/palisade/agent/rules"
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/internal/apiv1"
 	"github.com/palisade-sec/palisade/internal/policy"
@@ -121,6 +122,22 @@ func (s *Server) applyPolicy(w http.ResponseWriter, r *http.Request) {
 	b, err := policy.Compile([]byte(req.Source), name)
 	if err == nil {
 		err = policy.ValidateBundle(b)
+	}
+	if err == nil {
+		// Compile the rules as agents will: a rule they would refuse is
+		// refused here, with its file, line and CEL error.
+		var ae *rules.ApplyError
+		if rerr := rules.Check(b); errors.As(rerr, &ae) {
+			body := policyProblemsBody{Error: "invalid policy: " + strconv.Itoa(len(ae.Problems)) + " rule(s) do not compile"}
+			for _, p := range ae.Problems {
+				body.Problems = append(body.Problems, p.String())
+				body.PolicyProblems = append(body.PolicyProblems, apiv1.PolicyProblem{Path: "spec.rules[" + p.Rule + "].condition", Line: int(p.SourceLine), Message: p.Err})
+			}
+			writeJSON(w, http.StatusBadRequest, body)
+			return
+		} else if rerr != nil {
+			err = rerr
+		}
 	}
 	var ve *policy.ValidationError
 	if errors.As(err, &ve) {
