@@ -44,6 +44,8 @@ const usage = `usage: palisadectl [--api URL] [--token-file FILE] <command> [fla
   iocs add --type ip|cidr|sha256 --value V [--source S] [--ttl D]
   iocs list | remove ID                               indicators of compromise
   leaked-credentials add KEY_ID [--source S] | list   leaked access keys
+  creds leaked add KEY_ID | list | blast-radius ID      the same; blast-radius: hosts, files, processes
+  incidents alerts ID                                   the alerts of an incident
   tokens create --role ROLE --name NAME [--ttl D]     create an API token (prints it)
   tokens list | revoke ID                             API tokens
   cluster status                                      members, their state, the leader

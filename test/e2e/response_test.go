@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/palisade-sec/palisade/agent/daemon"
+	"github.com/palisade-sec/palisade/controller/ctl"
 	"github.com/palisade-sec/palisade/controller/server"
 	"github.com/palisade-sec/palisade/internal/apiclient"
 	"github.com/palisade-sec/palisade/internal/apiv1"
@@ -195,5 +198,13 @@ func TestResponse_LeakedKeyHuntFindsBlastRadius(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(br), key) {
 		t.Fatal("the blast radius shows the full key id")
+	}
+	env := func(k string) string {
+		return map[string]string{"PALISADE_API": c.APIURL(), "PALISADE_TOKEN_FILE": c.AdminTokenPath()}[k]
+	}
+	var out bytes.Buffer
+	if code := ctl.Run(context.Background(), []string{"creds", "leaked", "blast-radius", lc.ID}, &out, io.Discard, env); code != 0 ||
+		!strings.Contains(out.String(), a1.a.HostID()) || !strings.Contains(out.String(), a2.a.HostID()) || strings.Contains(out.String(), key) {
+		t.Fatalf("palisadectl creds leaked blast-radius: exit %d\n%s", code, out.String())
 	}
 }
