@@ -111,4 +111,6 @@ func (s *Server) consistentRead(r *http.Request) error {
 	return s.d.Store.VerifyLeader(ctx)
 }
 
-func withValue(r *http.Request, k, v any) context.Context { return context.WithValue(r.Context(), k, v) }
+func withValue(r *http.Request, k, v any) context.Context {
+	return context.WithValue(r.Context(), k, v)
+}

@@ -117,8 +117,12 @@ func (s *Server) writeAction(w http.ResponseWriter, status int, id string) {
 	writeJSON(w, status, actionView(a))
 }
 
-func (s *Server) quarantineHost(w http.ResponseWriter, r *http.Request) { s.requestQuarantine(w, r, true) }
-func (s *Server) releaseHost(w http.ResponseWriter, r *http.Request)    { s.requestQuarantine(w, r, false) }
+func (s *Server) quarantineHost(w http.ResponseWriter, r *http.Request) {
+	s.requestQuarantine(w, r, true)
+}
+func (s *Server) releaseHost(w http.ResponseWriter, r *http.Request) {
+	s.requestQuarantine(w, r, false)
+}
 
 // requestQuarantine records the requested quarantine state and the action
 // that will carry it to the agent; it answers with the action (202: the

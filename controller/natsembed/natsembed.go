@@ -32,7 +32,7 @@ type Config struct {
 	// Agents are the agent users to start with (public nkey -> host id),
 	// so agents reconnecting to a restarted server are admitted at once.
 	Agents map[string]string
-	Logger         *slog.Logger
+	Logger *slog.Logger
 	// ClusterListen is host:port of the route listener that joins this
 	// server with the other controller nodes' into one NATS cluster;
 	// empty: a standalone server.
