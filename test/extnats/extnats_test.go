@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/palisade-sec/palisade/agent/daemon"
@@ -99,7 +101,9 @@ func waitAction(t *testing.T, cl *apiclient.Client, id, want string) {
 	t.Helper()
 	controllertest.Eventually(t, waitLong, "action "+id+" "+want, func() bool {
 		var a apiv1.Action
-		if err := cl.Do(context.Background(), http.MethodGet, "/api/v1/actions/"+id, nil, nil, &a); err != nil {
+		// consistent: a follower may not have applied the action yet.
+		if err := cl.Do(context.Background(), http.MethodGet, "/api/v1/actions/"+id,
+			url.Values{"consistent": {"true"}}, nil, &a); err != nil {
 			t.Fatalf("get action: %v", err)
 		}
 		if a.State == "failed" || a.State == "expired" {
@@ -315,6 +319,7 @@ func TestExternalNATS_AgentJWT_TelemetryContainmentAndNodeLoss(t *testing.T) {
 	nc := startNATSCluster(t, 3)
 	log := newIngestLog()
 	cfg := controllertest.Config(t)
+	cfg.RaftAddr = fixedAddr(t)
 	externalConfig(&cfg, nc, log)
 	c := controllertest.Start(t, cfg)
 	cl := controllertest.AdminClient(t, c)
@@ -336,6 +341,7 @@ func TestExternalNATS_AgentJWT_TelemetryContainmentAndNodeLoss(t *testing.T) {
 	})
 	waitTelemetry(t, cg, log, host, "before-node-loss")
 	checkAgentPermissions(t, nc, a.Identity(), c.NATSConn())
+	checkReplicas(t, c.NATSConn())
 
 	outside := listen(t)
 	if !dialIn(cg, outside.Addr()) {
@@ -359,5 +365,79 @@ func TestExternalNATS_AgentJWT_TelemetryContainmentAndNodeLoss(t *testing.T) {
 	}
 	if !dialIn(cg, outside.Addr()) {
 		t.Fatal("release did not restore connectivity")
+	}
+}
+
+// TestExternalNATS_ThreeControllers_LeaderAndNATSNodeLoss: three
+// controller nodes share the external NATS cluster. An agent enrolled
+// through a follower (the request is forwarded to the leader, which
+// issues the JWT) reports and obeys; when the leading controller stops,
+// the next leader takes over ingest and commands from the same durable
+// JetStream state; when a NATS node dies too, both keep working.
+func TestExternalNATS_ThreeControllers_LeaderAndNATSNodeLoss(t *testing.T) {
+	bpftest.RequireBPF(t)
+	nc := startNATSCluster(t, 3)
+	log := newIngestLog()
+	cs := controllertest.Cluster(t, 3, func(_ int, cfg *server.Config) {
+		cfg.APIAddr, cfg.RaftAddr = fixedAddr(t), fixedAddr(t)
+		externalConfig(cfg, nc, log)
+	})
+	lead := cs.Leader()
+	follower := (lead + 1) % cs.Len()
+	cl := cs.AdminClient()
+
+	cg, pins, state := bpftest.NewCgroup(t), bpftest.PinDir(t), t.TempDir()
+	a, err := daemon.Start(context.Background(), daemon.Config{
+		StateDir: state, ControllerURL: cs.URLs()[follower], EnrollToken: newToken(t, cl),
+		HeartbeatInterval: 100 * time.Millisecond, CgroupPath: cg.Path, PinDir: pins, Logger: controllertest.Logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	host := a.HostID()
+	checkJWTIdentity(t, a.Identity(), nc)
+	waitTelemetry(t, cg, log, host, "three-controllers")
+	waitAction(t, cl, hostAction(t, cl, host, "quarantine"), "acked")
+
+	cs.Stop(lead)
+	newLead := cs.Leader()
+	t.Logf("controller %s stopped; %s leads", cs.Configs[lead].NodeID, cs.Configs[newLead].NodeID)
+	waitTelemetry(t, cg, log, host, "after-controller-loss")
+
+	killed := nc.Kill(cs.Node(newLead).NATSConn().ConnectedUrl())
+	t.Logf("NATS node %d (the leader's) shut down", killed)
+	waitTelemetry(t, cg, log, host, "after-controller-and-nats-loss")
+	waitAction(t, cl, hostAction(t, cl, host, "release"), "acked")
+	if q, err := a.Sensor().Quarantined(); err != nil || q {
+		t.Fatalf("kernel quarantine flag after release: %v %v", q, err)
+	}
+}
+
+// checkReplicas: the leader created Palisade's streams and buckets with
+// three replicas, spread over the three NATS nodes.
+func checkReplicas(t *testing.T, conn *nats.Conn) {
+	t.Helper()
+	js, err := jetstream.New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{streams.Telemetry, streams.Commands, "KV_" + streams.PolicyBucket, "KV_" + streams.IngestBucket} {
+		controllertest.Eventually(t, waitLong, name+" with 3 current replicas", func() bool {
+			st, err := js.Stream(context.Background(), name)
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(context.Background())
+			if err != nil || info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+				return false
+			}
+			for _, r := range info.Cluster.Replicas {
+				if !r.Current {
+					return false
+				}
+			}
+			return true
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package extnats
 
 import (
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -111,7 +112,7 @@ func startNATSCluster(t testing.TB, n int) *natsCluster {
 
 	routes := make([]string, n)
 	for i := range routes {
-		routes[i] = controllertest.FreeAddr(t)
+		routes[i] = fixedAddr(t)
 	}
 	for i := range n {
 		res := &server.MemAccResolver{}
@@ -204,4 +205,23 @@ func (c *natsCluster) Kill(clientURL string) int {
 	}
 	c.t.Fatalf("no NATS node serves %s", clientURL)
 	return -1
+}
+
+// fixedAddr is a free loopback address with a port below the kernel's
+// ephemeral range, for listeners whose address must be known before they
+// start: a port from the ephemeral range (controllertest.FreeAddr) can be
+// taken meanwhile by one of the many outgoing connections to NATS, and
+// the listen then fails.
+func fixedAddr(t testing.TB) string {
+	t.Helper()
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free loopback port in 20000-31999")
+	return ""
 }
