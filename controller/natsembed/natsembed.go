@@ -52,6 +52,9 @@ type Server struct {
 	mu   sync.Mutex
 	ns   *server.Server
 	opts *server.Options
+	// controller is the controller's nkey. Not read back from
+	// opts.Nkeys: a reload sorts that slice in place.
+	controller string
 	// agents currently configured, by nkey, to skip no-op reloads.
 	agents map[string]string
 	routes []string // sorted
@@ -172,7 +175,7 @@ func Start(cfg Config) (*Server, error) {
 		}
 		opts.Routes = routeURLs(withSelf(cfg.Routes, cfg.ClusterListen), cfg.RouteUser, cfg.RoutePassword)
 	}
-	s := &Server{log: cfg.Logger, agents: map[string]string{}, routes: slices.Clone(cfg.Routes)}
+	s := &Server{log: cfg.Logger, agents: map[string]string{}, routes: slices.Clone(cfg.Routes), controller: cfg.ControllerNKey}
 	slices.Sort(s.routes)
 	opts.Nkeys = s.users(cfg.ControllerNKey, cfg.Agents)
 	for k, v := range cfg.Agents {
@@ -209,8 +212,7 @@ func (s *Server) SetAgents(agents map[string]string) error {
 		return nil
 	}
 	opts := s.opts.Clone()
-	ctrl := s.opts.Nkeys[0].Nkey
-	opts.Nkeys = s.users(ctrl, agents)
+	opts.Nkeys = s.users(s.controller, agents)
 	if err := s.ns.ReloadOptions(opts); err != nil {
 		return fmt.Errorf("reload nats users: %w", err)
 	}

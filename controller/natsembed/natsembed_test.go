@@ -130,3 +130,48 @@ func TestStart_RequiresControllerKey(t *testing.T) {
 		t.Fatal("started with no users (no authentication)")
 	}
 }
+
+// TestSetAgents_KeepsControllerAndClientsConnected: enrolments reload the
+// users one after the other; the controller's user must survive every
+// reload (the server sorts the user list in place, so the controller is not
+// necessarily first afterwards) and nobody already connected is dropped.
+func TestSetAgents_KeepsControllerAndClientsConnected(t *testing.T) {
+	ctrl := newUser(t)
+	s, err := natsembed.Start(natsembed.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), ControllerNKey: ctrl.pub, Logger: controllertest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	cc, _, err := connect(t, s.ClientURL(), ctrl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := map[string]string{}
+	var conns []*nats.Conn
+	for i := range 20 {
+		u := newUser(t)
+		agents[u.pub] = "h" + strings.Repeat("a", i+1)
+		cp := map[string]string{}
+		for k, v := range agents {
+			cp[k] = v
+		}
+		if err := s.SetAgents(cp); err != nil {
+			t.Fatal(err)
+		}
+		nc, _, err := connect(t, s.ClientURL(), u, "_INBOX_"+agents[u.pub])
+		if err != nil {
+			t.Fatalf("agent %d: %v", i, err)
+		}
+		conns = append(conns, nc)
+	}
+	// A round trip through the server settles any close it started.
+	if err := cc.Flush(); err != nil {
+		t.Fatalf("controller connection after 20 reloads: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // let an asynchronous close arrive
+	for i, nc := range append([]*nats.Conn{cc}, conns...) {
+		if !nc.IsConnected() {
+			t.Fatalf("connection %d dropped by a user reload (status %v)", i, nc.Status())
+		}
+	}
+}

@@ -229,7 +229,11 @@ func (c *Controller) syncNATSRoutes() {
 // external mode, only connects; it returns the controller's connection.
 func (c *Controller) startNATS(ci *palisadev1.ClusterInfo, pub string) (*nats.Conn, error) {
 	seed := ci.GetControllerNkeySeed()
-	opts := []nats.Option{nats.Name("palisade-controller " + c.cfg.NodeID), nats.MaxReconnects(-1)}
+	opts := []nats.Option{nats.Name("palisade-controller " + c.cfg.NodeID), nats.MaxReconnects(-1),
+		// The embedded server's user reloads (one per enrolment) can drop
+		// this connection and refuse a reconnect that races them; two auth
+		// errors in a row must not close the leader's connection for good.
+		nats.IgnoreAuthErrorAbort(), nats.ReconnectWait(100 * time.Millisecond)}
 	url := c.cfg.NATSURL
 	if url != "" {
 		if c.cfg.NATSCredsFile != "" {
