@@ -38,6 +38,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/palisade-sec/palisade/internal/kernfs"
 )
 
 // DefaultPaths are provider credential files searched on every hunt
@@ -82,10 +84,7 @@ func (c *Config) defaults() {
 		c.ProcRoot = "/proc"
 	}
 	if c.CgroupRoot == "" {
-		c.CgroupRoot = "/sys/fs/cgroup/unified"
-		if _, err := os.Stat(c.CgroupRoot + "/cgroup.procs"); err != nil {
-			c.CgroupRoot = "/sys/fs/cgroup"
-		}
+		c.CgroupRoot = kernfs.CgroupRoot()
 	}
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 1 << 20

@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/palisade-sec/palisade/internal/kernfs"
 )
 
 // Process is one process as the cache knows it. Values are copies, except
@@ -81,10 +83,7 @@ func (c *Config) defaults() {
 		c.ProcRoot = "/proc"
 	}
 	if c.CgroupRoot == "" {
-		c.CgroupRoot = "/sys/fs/cgroup/unified"
-		if _, err := os.Stat(c.CgroupRoot + "/cgroup.procs"); err != nil {
-			c.CgroupRoot = "/sys/fs/cgroup"
-		}
+		c.CgroupRoot = kernfs.CgroupRoot()
 	}
 	if c.MaxProcs <= 0 {
 		c.MaxProcs = 32768

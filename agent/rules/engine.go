@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/palisade-sec/palisade/agent/hunt"
 	"github.com/palisade-sec/palisade/agent/proccache"
+	"github.com/palisade-sec/palisade/internal/kernfs"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
@@ -111,10 +111,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		cfg.ProcRoot = "/proc"
 	}
 	if cfg.CgroupRoot == "" {
-		cfg.CgroupRoot = "/sys/fs/cgroup/unified"
-		if _, err := os.Stat(cfg.CgroupRoot + "/cgroup.procs"); err != nil {
-			cfg.CgroupRoot = "/sys/fs/cgroup"
-		}
+		cfg.CgroupRoot = kernfs.CgroupRoot()
 	}
 	if cfg.BootTime.IsZero() {
 		cfg.BootTime = proccache.BootTime()
@@ -530,7 +527,7 @@ func (e *Engine) respond(al *palisadev1.Alert) {
 	var err error
 	switch al.GetResponse() {
 	case "kill", "kill_tree":
-		if verdictOf(ev) == palisadev1.Verdict_VERDICT_KILLED {
+		if ev.Verdict() == palisadev1.Verdict_VERDICT_KILLED {
 			al.ResponseTaken = true
 			al.Labels["response_note"] = "already killed in the kernel"
 			return
@@ -555,18 +552,6 @@ func (e *Engine) respond(al *palisadev1.Alert) {
 		return
 	}
 	al.ResponseTaken = true
-}
-
-func verdictOf(ev *palisadev1.Event) palisadev1.Verdict {
-	switch k := ev.GetKind().(type) {
-	case *palisadev1.Event_Exec:
-		return k.Exec.GetVerdict()
-	case *palisadev1.Event_FileOpen:
-		return k.FileOpen.GetVerdict()
-	case *palisadev1.Event_Connect:
-		return k.Connect.GetVerdict()
-	}
-	return palisadev1.Verdict_VERDICT_UNSPECIFIED
 }
 
 func (e *Engine) block(ev *palisadev1.Event) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/palisade-sec/palisade/internal/kernfs"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
@@ -37,26 +38,7 @@ const (
 
 // ensureMounts mounts bpffs and tracefs when missing (the agent runs on
 // fresh machines where nobody did).
-func ensureMounts() error {
-	if err := ensureMount(bpffsDir, "bpf", unix.BPF_FS_MAGIC); err != nil {
-		return err
-	}
-	return ensureMount(tracefsDir, "tracefs", unix.TRACEFS_MAGIC)
-}
-
-func ensureMount(dir, fstype string, magic int64) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err == nil && int64(st.Type) == magic {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("mkdir %s: %w", dir, err)
-	}
-	if err := unix.Mount(fstype, dir, fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("mount %s at %s: %w", fstype, dir, err)
-	}
-	return nil
-}
+func ensureMounts() error { return kernfs.EnsureMounts() }
 
 func feature(name string, err error) *palisadev1.Feature {
 	f := &palisadev1.Feature{Name: name, Available: err == nil}

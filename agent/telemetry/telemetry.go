@@ -200,22 +200,9 @@ func (s *Sender) publish(ctx context.Context, rec *spool.Record) error {
 	return nil
 }
 
-// Verdict returns an event's verdict (ALLOWED for kinds without one).
-func Verdict(ev *palisadev1.Event) palisadev1.Verdict {
-	switch k := ev.GetKind().(type) {
-	case *palisadev1.Event_Exec:
-		return k.Exec.GetVerdict()
-	case *palisadev1.Event_FileOpen:
-		return k.FileOpen.GetVerdict()
-	case *palisadev1.Event_Connect:
-		return k.Connect.GetVerdict()
-	}
-	return palisadev1.Verdict_VERDICT_ALLOWED
-}
-
 // logVerdict logs events where the policy acted (or would have, in audit).
 func logVerdict(log *slog.Logger, ev *palisadev1.Event) {
-	v := Verdict(ev)
+	v := ev.Verdict()
 	if v == palisadev1.Verdict_VERDICT_ALLOWED || v == palisadev1.Verdict_VERDICT_UNSPECIFIED {
 		return
 	}

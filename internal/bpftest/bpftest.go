@@ -30,6 +30,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/palisade-sec/palisade/internal/kernfs"
 )
 
 const (
@@ -75,24 +77,10 @@ func bpfUnavailable() string {
 // EnsureMounts mounts bpffs at /sys/fs/bpf and tracefs at
 // /sys/kernel/tracing when they are missing.
 func EnsureMounts() error {
-	if err := ensureMount(BPFFS, "bpf", unix.BPF_FS_MAGIC); err != nil {
+	if err := kernfs.EnsureMount(BPFFS, "bpf", unix.BPF_FS_MAGIC); err != nil {
 		return err
 	}
-	return ensureMount("/sys/kernel/tracing", "tracefs", unix.TRACEFS_MAGIC)
-}
-
-func ensureMount(dir, fstype string, magic int64) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err == nil && int64(st.Type) == magic {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("mkdir %s: %w", dir, err)
-	}
-	if err := unix.Mount(fstype, dir, fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("mount %s at %s: %w", fstype, dir, err)
-	}
-	return nil
+	return kernfs.EnsureMount(kernfs.Tracefs, "tracefs", unix.TRACEFS_MAGIC)
 }
 
 func randomName() string {
