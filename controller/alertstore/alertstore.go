@@ -7,13 +7,13 @@ package alertstore
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/palisade-sec/palisade/internal/natsutil"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -85,7 +85,7 @@ func (s *Store) Find(keep func(*palisadev1.Alert) bool, limit int) []*palisadev1
 
 // Subscribe feeds the store from NATS until ctx ends.
 func (s *Store) Subscribe(ctx context.Context, nc *nats.Conn, known func(string) bool, log *slog.Logger) error {
-	sub, err := nc.Subscribe(subjects.Root+".host.*.alerts", func(m *nats.Msg) {
+	return natsutil.SubscribeUntil(ctx, nc, subjects.Root+".host.*.alerts", func(m *nats.Msg) {
 		id, err := subjects.HostFromSubject(m.Subject)
 		if err != nil || !known(id) {
 			return
@@ -97,12 +97,4 @@ func (s *Store) Subscribe(ctx context.Context, nc *nats.Conn, known func(string)
 		}
 		s.Add(id, b.GetAlerts())
 	})
-	if err != nil {
-		return fmt.Errorf("subscribe alerts: %w", err)
-	}
-	<-ctx.Done()
-	if err := sub.Unsubscribe(); err != nil && nc.IsConnected() {
-		return fmt.Errorf("unsubscribe alerts: %w", err)
-	}
-	return nil
 }

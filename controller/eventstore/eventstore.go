@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/palisade-sec/palisade/internal/natsutil"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -142,7 +143,7 @@ func (s *Store) List(hostID string, kind Kind, limit int) []*palisadev1.Event {
 // Subscribe feeds the store from NATS until ctx ends; batches from hosts
 // that known rejects are dropped.
 func (s *Store) Subscribe(ctx context.Context, nc *nats.Conn, known func(string) bool, log *slog.Logger) error {
-	sub, err := nc.Subscribe(subjects.AllEvents, func(m *nats.Msg) {
+	return natsutil.SubscribeUntil(ctx, nc, subjects.AllEvents, func(m *nats.Msg) {
 		id, err := subjects.HostFromSubject(m.Subject)
 		if err != nil || !known(id) {
 			s.rejected.Inc()
@@ -156,12 +157,4 @@ func (s *Store) Subscribe(ctx context.Context, nc *nats.Conn, known func(string)
 		}
 		s.Add(id, b.GetEvents())
 	})
-	if err != nil {
-		return fmt.Errorf("subscribe events: %w", err)
-	}
-	<-ctx.Done()
-	if err := sub.Unsubscribe(); err != nil && nc.IsConnected() {
-		return fmt.Errorf("unsubscribe events: %w", err)
-	}
-	return nil
 }

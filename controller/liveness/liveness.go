@@ -6,7 +6,6 @@ package liveness
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/palisade-sec/palisade/internal/natsutil"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
@@ -122,7 +122,7 @@ func (t *Tracker) Collectors() []prometheus.Collector {
 // whether a host id is enrolled; heartbeats from unknown hosts, and those
 // whose payload names another host than the subject, are dropped.
 func (t *Tracker) Subscribe(ctx context.Context, nc *nats.Conn, known func(hostID string) bool, log *slog.Logger) error {
-	sub, err := nc.Subscribe(subjects.AllHeartbeats, func(m *nats.Msg) {
+	return natsutil.SubscribeUntil(ctx, nc, subjects.AllHeartbeats, func(m *nats.Msg) {
 		id, err := subjects.HostFromSubject(m.Subject)
 		if err != nil {
 			t.rejected.Inc()
@@ -141,12 +141,4 @@ func (t *Tracker) Subscribe(ctx context.Context, nc *nats.Conn, known func(hostI
 		}
 		t.Observe(&hb)
 	})
-	if err != nil {
-		return fmt.Errorf("subscribe heartbeats: %w", err)
-	}
-	<-ctx.Done()
-	if err := sub.Unsubscribe(); err != nil && nc.IsConnected() {
-		return fmt.Errorf("unsubscribe heartbeats: %w", err)
-	}
-	return nil
 }
