@@ -17,7 +17,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/palisade-agent ./controller/cmd/palisade-controller ./controller/cmd/palisadectl
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/palisade-agent ./controller/cmd/palisade-controller ./controller/cmd/palisadectl ./controller/cmd/palisade-sim
 
 $(TOOLBIN)/buf:
 	GOBIN=$(TOOLBIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
