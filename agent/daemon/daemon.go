@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ type Config struct {
 	PolicyFile string
 	// SpoolBytes bounds the on-disk telemetry spool (0: spool.DefaultMaxBytes).
 	SpoolBytes int64
+	// CAFile is the controller's CA certificate (its DATA_DIR/ca.pem) when
+	// the controller serves TLS; needed at enrolment, kept afterwards.
+	CAFile string
 	// MetricsAddr serves the agent's /metrics (empty: off).
 	MetricsAddr string
 	Logger      *slog.Logger
@@ -118,9 +122,16 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 func (a *Agent) start(ctx context.Context) error {
 	info := hostinfo.Read()
 	if a.cfg.ControllerURL != "" || identityExists(a.cfg.StateDir) {
+		var caPEM []byte
+		if a.cfg.CAFile != "" {
+			var err error
+			if caPEM, err = os.ReadFile(a.cfg.CAFile); err != nil {
+				return fmt.Errorf("read CA file: %w", err)
+			}
+		}
 		id, err := enroll.Ensure(ctx, enroll.Config{
 			StateDir: a.cfg.StateDir, ControllerURL: a.cfg.ControllerURL, Token: a.cfg.EnrollToken,
-			Host: info, AgentVersion: version.Version, Logger: a.log,
+			Host: info, AgentVersion: version.Version, CAPEM: caPEM, Logger: a.log,
 		})
 		if err != nil {
 			return err

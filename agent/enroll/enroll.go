@@ -30,7 +30,24 @@ type Config struct {
 	Token         string // used only when the state dir holds no identity
 	Host          hostinfo.Info
 	AgentVersion  string
-	Logger        *slog.Logger
+	// CAPEM is the CA to trust for an https controller (its ca.pem); it is
+	// kept in the identity for later starts and for NATS.
+	CAPEM  []byte
+	Logger *slog.Logger
+}
+
+// client returns an API client for url that trusts caPEM when given.
+func client(url string, caPEM []byte) (*apiclient.Client, error) {
+	cl, err := apiclient.New(url, "")
+	if err != nil {
+		return nil, err
+	}
+	if len(caPEM) > 0 {
+		if err := cl.TrustCA(caPEM); err != nil {
+			return nil, err
+		}
+	}
+	return cl, nil
 }
 
 // Ensure returns the agent's identity, enrolling first if needed.
@@ -71,7 +88,7 @@ func enrol(ctx context.Context, cfg Config) (*identity.Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nkey seed: %w", err)
 	}
-	cl, err := apiclient.New(cfg.ControllerURL, "")
+	cl, err := client(cfg.ControllerURL, cfg.CAPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +106,7 @@ func enrol(ctx context.Context, cfg Config) (*identity.Identity, error) {
 	id := &identity.Identity{
 		ControllerURL: cfg.ControllerURL, ClusterID: resp.ClusterID, HostID: resp.HostID,
 		NKeySeed: string(seed), SigningPublicKey: sigKey, NATSURLs: resp.NATSURLs,
-		EnrolledAt: time.Now().UTC(), NATSUserJWT: resp.NATSUserJWT,
+		EnrolledAt: time.Now().UTC(), NATSUserJWT: resp.NATSUserJWT, CAPEM: cfg.CAPEM,
 	}
 	if err := identity.Save(cfg.StateDir, id); err != nil {
 		return nil, fmt.Errorf("enrolled as %s but could not keep the identity (a new token is needed): %w", resp.HostID, err)
@@ -106,7 +123,11 @@ func checkCluster(ctx context.Context, cfg Config, id *identity.Identity) error 
 	if url == "" {
 		url = id.ControllerURL
 	}
-	cl, err := apiclient.New(url, "")
+	ca := cfg.CAPEM
+	if len(ca) == 0 {
+		ca = id.CAPEM
+	}
+	cl, err := client(url, ca)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,9 @@ type Identity struct {
 	// NATSUserJWT is the agent's NATS user JWT (external NATS in operator
 	// mode), issued for the public key of NKeySeed; empty: nkey alone.
 	NATSUserJWT string `json:"nats_user_jwt,omitempty"`
+	// CAPEM is the CA the agent trusts for the controller's API and NATS
+	// (TLS); empty: plain connections or the system roots.
+	CAPEM []byte `json:"ca_pem,omitempty"`
 }
 
 // Validate checks that an identity is complete and consistent.

@@ -4,6 +4,7 @@
 package natsconn
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/palisade-sec/palisade/agent/identity"
+	"github.com/palisade-sec/palisade/internal/devca"
 	"github.com/palisade-sec/palisade/internal/subjects"
 )
 
@@ -44,9 +46,15 @@ func Connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
 	if userJWT := id.NATSUserJWT; userJWT != "" {
 		auth = nats.UserJWT(func() (string, error) { return userJWT, nil }, sign)
 	}
-	nc, err := nats.Connect(strings.Join(id.NATSURLs, ","),
-		nats.Name("palisade-agent "+id.HostID),
-		auth,
+	opts := []nats.Option{nats.Name("palisade-agent " + id.HostID), auth}
+	if len(id.CAPEM) > 0 {
+		pool, err := devca.Pool(id.CAPEM)
+		if err != nil {
+			return nil, fmt.Errorf("identity CA: %w", err)
+		}
+		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	nc, err := nats.Connect(strings.Join(id.NATSURLs, ","), append(opts,
 		nats.CustomInboxPrefix(subjects.Inbox(id.HostID)),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -62,7 +70,7 @@ func Connect(id *identity.Identity, log *slog.Logger) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats error", "err", err) }),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats: %w", err)
 	}

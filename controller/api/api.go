@@ -12,6 +12,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,7 +55,9 @@ type Deps struct {
 	Events *eventstore.Store
 	// Alerts holds recent alerts by id.
 	Alerts *alertstore.Store
-	Now    func() time.Time
+	// ClientTLS is the trust for calls to other nodes (nil: plain http).
+	ClientTLS *tls.Config
+	Now       func() time.Time
 }
 
 // Server is the HTTP handler of the API.
@@ -63,6 +66,8 @@ type Server struct {
 	mux *routeMux
 	// raftLeaderURL returns the leader's API URL (tests may replace it).
 	forwarder *forwarder
+	// probe asks other nodes for their health (cluster status).
+	probe *http.Client
 }
 
 // New builds the handler.
@@ -82,7 +87,8 @@ func New(d Deps) *Server {
 	if d.Alerts == nil {
 		d.Alerts = alertstore.New(0)
 	}
-	s := &Server{d: d, mux: newRouteMux()}
+	s := &Server{d: d, mux: newRouteMux(),
+		probe: &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: d.ClientTLS}}}
 	s.forwarder = newForwarder(s)
 	s.routes()
 	return s

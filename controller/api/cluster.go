@@ -53,7 +53,7 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if h, err := probeHealth(r.Context(), cn.APIURL); err == nil && h.Node == srv.ID {
+			if h, err := s.probeHealth(r.Context(), cn.APIURL); err == nil && h.Node == srv.ID {
 				out.Nodes[i].State, out.Nodes[i].AppliedIndex = h.State, h.AppliedIndex
 			}
 		}()
@@ -62,16 +62,14 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-var probeClient = &http.Client{Timeout: time.Second}
-
-func probeHealth(ctx context.Context, base string) (*apiv1.Health, error) {
+func (s *Server) probeHealth(ctx context.Context, base string) (*apiv1.Health, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := s.probe.Do(req)
 	if err != nil {
 		return nil, err
 	}

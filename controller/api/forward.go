@@ -37,6 +37,7 @@ func newForwarder(s *Server) *forwarder {
 			pr.Out.Header.Set("X-Request-Id", requestID(pr.In.Context()))
 		},
 		Transport: &http.Transport{
+			TLSClientConfig:       s.d.ClientTLS,
 			Proxy:                 nil,
 			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       time.Minute,

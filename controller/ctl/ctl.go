@@ -54,7 +54,8 @@ const usage = `usage: palisadectl [--api URL] [--token-file FILE] <command> [fla
 
 Every command takes -o json. --api may list several nodes (comma-separated).
 
-The API URL comes from --api or PALISADE_API (default http://127.0.0.1:8080);
+The API URL comes from --api or PALISADE_API (default http://127.0.0.1:8080),
+an https controller's CA from --ca-file or PALISADE_CA_FILE;
 the token from --token-file, PALISADE_TOKEN_FILE or PALISADE_TOKEN.
 `
 
@@ -87,6 +88,7 @@ type cli struct {
 	env       Env
 	api       string
 	tokenFile string
+	caFile    string
 	output    string
 }
 
@@ -97,6 +99,7 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	fs.SetOutput(c.errw)
 	fs.StringVar(&c.api, "api", c.api, "controller API URL")
 	fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding the API token")
+	fs.StringVar(&c.caFile, "ca-file", c.caFile, "CA certificate of an https controller (its ca.pem)")
 	fs.StringVar(&c.output, "o", c.output, "output: table or json")
 	return fs
 }
@@ -165,7 +168,24 @@ func (c *cli) client() (*apiclient.Client, error) {
 	if token == "" {
 		return nil, errors.New("no API token: pass --token-file or set PALISADE_TOKEN")
 	}
-	return apiclient.New(api, token)
+	cl, err := apiclient.New(api, token)
+	if err != nil {
+		return nil, err
+	}
+	caFile := c.caFile
+	if caFile == "" {
+		caFile = c.env("PALISADE_CA_FILE")
+	}
+	if caFile != "" {
+		pemCA, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		if err := cl.TrustCA(pemCA); err != nil {
+			return nil, fmt.Errorf("%s: %w", caFile, err)
+		}
+	}
+	return cl, nil
 }
 
 func (c *cli) parseLeaf(name string, args []string, fs *flag.FlagSet) ([]string, error) {

@@ -6,6 +6,7 @@
 package natsembed
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ type Config struct {
 	Listen     string
 	StoreDir   string // JetStream storage
 	ServerName string
+	// TLS, when set, makes the client port TLS-only (clients use tls://).
+	TLS *tls.Config
 	// ControllerNKey is the public nkey of the controllers' identity.
 	ControllerNKey string
 	// Agents are the agent users to start with (public nkey -> host id),
@@ -159,6 +162,10 @@ func Start(cfg Config) (*Server, error) {
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS.Clone()
+		opts.TLSTimeout = 5
 	}
 	if cfg.ClusterListen != "" {
 		ch, cp, err := net.SplitHostPort(cfg.ClusterListen)

@@ -71,6 +71,17 @@ func (c *Controller) join(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
+	// Before joining, a dev-TLS node trusts the CA file it was given
+	// (the first node's DATA_DIR/ca.pem).
+	if c.cfg.TLSCAFile != "" {
+		pemCA, err := os.ReadFile(c.cfg.TLSCAFile)
+		if err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+		if err := cl.TrustCA(pemCA); err != nil {
+			return fmt.Errorf("join: %s: %w", c.cfg.TLSCAFile, err)
+		}
+	}
 	req := c.joinRequest()
 	for {
 		var resp apiv1.JoinResponse
@@ -148,6 +159,9 @@ func (c *Controller) reregister(ctx context.Context) error {
 	cl, err := apiclient.New(c.apiURL, tok)
 	if err != nil {
 		return err
+	}
+	if c.clientTLS != nil {
+		cl.UseTLS(c.clientTLS)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -242,6 +256,7 @@ func (c *Controller) startNATS(ci *palisadev1.ClusterInfo, pub string) (*nats.Co
 	} else {
 		user, pass := routeCredentials(ci)
 		ns, err := natsembed.Start(natsembed.Config{
+			TLS:    c.serverTLS,
 			Listen: c.cfg.NATSListen, StoreDir: filepath.Join(c.cfg.DataDir, "nats"),
 			ServerName: c.cfg.NodeID, ControllerNKey: pub, Agents: c.agentUsers(), Logger: c.log,
 			ClusterListen: c.cfg.NATSClusterListen, ClusterName: ci.GetClusterId(),
@@ -260,6 +275,9 @@ func (c *Controller) startNATS(ci *palisadev1.ClusterInfo, pub string) (*nats.Co
 			defer k.Wipe()
 			return k.Sign(nonce)
 		}))
+	}
+	if c.clientTLS != nil && c.cfg.NATSURL == "" {
+		opts = append(opts, nats.Secure(c.clientTLS.Clone()))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

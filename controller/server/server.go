@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/palisade-sec/palisade/controller/natsauth"
 	"github.com/palisade-sec/palisade/controller/natsembed"
 	"github.com/palisade-sec/palisade/controller/store"
+	"github.com/palisade-sec/palisade/internal/devca"
 	"github.com/palisade-sec/palisade/internal/fileutil"
 	"github.com/palisade-sec/palisade/internal/secret"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
@@ -91,6 +93,15 @@ type Config struct {
 	// enrolment the controller issues each agent a user JWT for its nkey
 	// with exactly the embedded mode's agent permissions (natsauth).
 	NATSAccountSigningKeyFile string
+	// TLS is "off", "dev" (a CA generated at bootstrap and kept in the
+	// cluster state; each node issues its certificate; DATA_DIR/ca.pem is
+	// what clients trust) or "files" (TLSCertFile, TLSKeyFile; TLSCAFile
+	// is what this node trusts as a client of the others). It covers the
+	// API and the embedded NATS server's client port.
+	TLS         string
+	TLSCertFile string
+	TLSKeyFile  string
+	TLSCAFile   string
 	// StreamReplicas is the JetStream replication of Palisade's streams
 	// (1 for a single node; 3 for a 3-node cluster).
 	StreamReplicas int
@@ -118,6 +129,9 @@ type Controller struct {
 
 	mu       sync.Mutex
 	ingester *ingest.Ingester
+
+	serverTLS *tls.Config // nil: plain
+	clientTLS *tls.Config // trust for calls to other nodes and own NATS
 
 	leader leaderHooks
 	apiURL string // this node's advertised API URL
@@ -159,7 +173,7 @@ func (c *Controller) start(ctx context.Context) error {
 	c.listener = ln
 	c.apiURL = c.cfg.APIAdvertise
 	if c.apiURL == "" {
-		c.apiURL = "http://" + ln.Addr().String()
+		c.apiURL = c.scheme() + "://" + ln.Addr().String()
 	}
 	st, err := store.Open(store.Config{
 		NodeID: c.cfg.NodeID, DataDir: c.cfg.DataDir, RaftAddr: c.cfg.RaftAddr,
@@ -191,6 +205,9 @@ func (c *Controller) start(ctx context.Context) error {
 	}
 	ci, err := c.waitCluster(sctx)
 	if err != nil {
+		return err
+	}
+	if err := c.setupTLS(ci); err != nil {
 		return err
 	}
 
@@ -261,10 +278,14 @@ func (c *Controller) start(ctx context.Context) error {
 
 	handler := api.New(api.Deps{
 		Store: st, Liveness: c.tracker, Logger: c.log, Gatherer: reg, Events: c.events, Alerts: c.alerts,
-		NATSURLs: c.natsURLs, AgentJWT: agentJWT,
+		NATSURLs: c.natsURLs, AgentJWT: agentJWT, ClientTLS: c.clientTLS,
 	})
 	c.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(c.log.With("component", "http").Handler(), slog.LevelWarn)}
+	if c.serverTLS != nil {
+		ln = tls.NewListener(ln, c.serverTLS)
+	}
 	c.goRun(func() {
 		if err := c.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("api server stopped", "err", err)
@@ -379,6 +400,9 @@ func (c *Controller) initCluster(ctx context.Context) error {
 			ClusterId: secret.ID("c-"), SigningSeed: priv.Seed(), SigningPublicKey: pub,
 			CreatedAt: now, ControllerNkeySeed: seed,
 		}
+		if info.CaCertPem, info.CaKeyPem, err = devca.New(info.GetClusterId()); err != nil {
+			return err
+		}
 		if _, err := c.store.Apply(ctx, &palisadev1.FSMCommand{Time: now, Actor: "system:bootstrap", RequestId: secret.ID("req-"),
 			Cmd: &palisadev1.FSMCommand_InitCluster{InitCluster: &palisadev1.InitClusterCmd{Info: info}}}); err != nil {
 			return fmt.Errorf("initialise cluster: %w", err)
@@ -423,7 +447,10 @@ func (c *Controller) waitCluster(ctx context.Context) (*palisadev1.ClusterInfo, 
 }
 
 // APIURL is the API's base URL.
-func (c *Controller) APIURL() string { return "http://" + c.listener.Addr().String() }
+func (c *Controller) APIURL() string { return c.scheme() + "://" + c.listener.Addr().String() }
+
+// CAPath is where a dev-TLS node wrote the CA certificate.
+func (c *Controller) CAPath() string { return filepath.Join(c.cfg.DataDir, CAFile) }
 
 // NATSURL is the NATS URL this node uses (its embedded server's).
 func (c *Controller) NATSURL() string {

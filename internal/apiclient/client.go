@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/palisade-sec/palisade/internal/apiv1"
+	"github.com/palisade-sec/palisade/internal/devca"
 )
 
 // Error is a non-2xx answer from the API.
@@ -77,6 +79,24 @@ func New(baseURL, token string) (*Client, error) {
 		c.bases = append(c.bases, u)
 	}
 	return c, nil
+}
+
+// TrustCA makes the client verify https servers against the PEM CA
+// certificates (the controller's dev CA, DATA_DIR/ca.pem) instead of the
+// system roots.
+func (c *Client) TrustCA(caPEM []byte) error {
+	pool, err := devca.Pool(caPEM)
+	if err != nil {
+		return fmt.Errorf("CA: %w", err)
+	}
+	c.UseTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	return nil
+}
+
+// UseTLS sets the TLS configuration for https servers.
+func (c *Client) UseTLS(cfg *tls.Config) {
+	c.http.Transport = &http.Transport{TLSClientConfig: cfg.Clone(), Proxy: http.ProxyFromEnvironment,
+		MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}
 }
 
 type idemKey struct{}

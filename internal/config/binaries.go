@@ -30,6 +30,7 @@ type Agent struct {
 	PinDir            string        `yaml:"pin_dir" usage:"where BPF objects are pinned (default /sys/fs/bpf/palisade/<scope>)"`
 	PolicyFile        string        `yaml:"policy" usage:"policy file to enforce locally, with or without a controller"`
 	MetricsAddr       string        `yaml:"metrics_addr" usage:"serve /metrics on this address (e.g. 127.0.0.1:9464; empty: off)"`
+	CAFile            string        `yaml:"ca_file" usage:"the controller's CA certificate (its data dir's ca.pem) when it serves TLS"`
 	SpoolBytes        int64         `yaml:"spool_bytes" default:"268435456" usage:"bound of the on-disk telemetry spool in bytes (items beyond it are counted as lost)"`
 	LogLevel          string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
 	LogFormat         string        `yaml:"log_format" default:"text" usage:"text or json"`
@@ -74,6 +75,10 @@ type Controller struct {
 	NATSURL                   string        `yaml:"nats_url" usage:"use this external NATS cluster (comma-separated URLs) instead of embedding a server"`
 	NATSCredsFile             string        `yaml:"nats_creds_file" usage:"NATS credentials (.creds) for the external NATS cluster"`
 	NATSAccountSigningKeyFile string        `yaml:"nats_account_signing_key" usage:"external NATS: file with a signing key seed (SA…) of the controller's account; agents then get user JWTs with per-host permissions"`
+	TLS                       string        `yaml:"tls" default:"off" usage:"TLS for the API and embedded NATS: off, dev (a CA made at bootstrap; clients trust DATA_DIR/ca.pem) or files"`
+	TLSCertFile               string        `yaml:"tls_cert_file" usage:"serving certificate (tls: files)"`
+	TLSKeyFile                string        `yaml:"tls_key_file" usage:"serving key (tls: files)"`
+	TLSCAFile                 string        `yaml:"tls_ca_file" usage:"CA this node trusts when it calls other nodes (tls: files; dev: the first node's ca.pem, to --join)"`
 	StreamReplicas            int           `yaml:"stream_replicas" default:"1" usage:"JetStream replicas of Palisade's streams (1 single node, 3 in a 3-node cluster)"`
 	LogLevel                  string        `yaml:"log_level" default:"info" usage:"debug, info, warn or error"`
 	LogFormat                 string        `yaml:"log_format" default:"text" usage:"text or json"`

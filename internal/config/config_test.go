@@ -196,7 +196,7 @@ func TestFile_UnknownKeysByNameAndLine(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		`:3: controler: unknown key (did you mean "controller"?)`,
-		`:4: bogus: unknown key (known keys: cgroup, controller,`,
+		`:4: bogus: unknown key (known keys: ca_file, cgroup, controller,`,
 		`:5: state_dir: duplicate key (first on line 2)`,
 	} {
 		if !strings.Contains(msg, want) {

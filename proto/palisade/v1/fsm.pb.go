@@ -356,8 +356,12 @@ type ClusterInfo struct {
 	CreatedAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// nkey seed of the controllers' own NATS identity, shared by every node.
 	ControllerNkeySeed []byte `protobuf:"bytes,5,opt,name=controller_nkey_seed,json=controllerNkeySeed,proto3" json:"controller_nkey_seed,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The dev certificate authority (TLS mode "dev"), PEM: every node
+	// issues its serving certificate from it.
+	CaCertPem     []byte `protobuf:"bytes,6,opt,name=ca_cert_pem,json=caCertPem,proto3" json:"ca_cert_pem,omitempty"`
+	CaKeyPem      []byte `protobuf:"bytes,7,opt,name=ca_key_pem,json=caKeyPem,proto3" json:"ca_key_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterInfo) Reset() {
@@ -421,6 +425,20 @@ func (x *ClusterInfo) GetCreatedAt() *timestamppb.Timestamp {
 func (x *ClusterInfo) GetControllerNkeySeed() []byte {
 	if x != nil {
 		return x.ControllerNkeySeed
+	}
+	return nil
+}
+
+func (x *ClusterInfo) GetCaCertPem() []byte {
+	if x != nil {
+		return x.CaCertPem
+	}
+	return nil
+}
+
+func (x *ClusterInfo) GetCaKeyPem() []byte {
+	if x != nil {
+		return x.CaKeyPem
 	}
 	return nil
 }
@@ -3448,7 +3466,7 @@ var File_palisade_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x15palisade/v1/fsm.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18palisade/v1/policy.proto\"\xea\x01\n" +
+	"\x15palisade/v1/fsm.proto\x12\vpalisade.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18palisade/v1/policy.proto\"\xa8\x02\n" +
 	"\vClusterInfo\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12!\n" +
@@ -3456,7 +3474,10 @@ const file_palisade_v1_fsm_proto_rawDesc = "" +
 	"\x12signing_public_key\x18\x03 \x01(\fR\x10signingPublicKey\x129\n" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x120\n" +
-	"\x14controller_nkey_seed\x18\x05 \x01(\fR\x12controllerNkeySeed\"\xf6\x02\n" +
+	"\x14controller_nkey_seed\x18\x05 \x01(\fR\x12controllerNkeySeed\x12\x1e\n" +
+	"\vca_cert_pem\x18\x06 \x01(\fR\tcaCertPem\x12\x1c\n" +
+	"\n" +
+	"ca_key_pem\x18\a \x01(\fR\bcaKeyPem\"\xf6\x02\n" +
 	"\bAPIToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
