@@ -128,3 +128,42 @@ func host2(t *testing.T, cl *apiclient.Client, id string) (apiv1.Host, error) {
 	err := cl.Do(context.Background(), http.MethodGet, "/api/v1/hosts/"+id, nil, nil, &h)
 	return h, err
 }
+
+// TestContainment_OfflineHostGetsItsCommandOnReconnect: a quarantine
+// asked while the agent is down waits in the COMMANDS stream ("sent", not
+// done) and is enforced and acknowledged when the agent comes back.
+func TestContainment_OfflineHostGetsItsCommandOnReconnect(t *testing.T) {
+	bpftest.RequireBPF(t)
+	c := controllertest.Start(t, controllertest.Config(t))
+	cl := controllertest.AdminClient(t, c)
+	cg, pins, state := bpftest.NewCgroup(t), bpftest.PinDir(t), t.TempDir()
+	start := func(token string) *daemon.Agent {
+		a, err := daemon.Start(context.Background(), daemon.Config{StateDir: state, ControllerURL: c.APIURL(), EnrollToken: token,
+			HeartbeatInterval: 100 * time.Millisecond, CgroupPath: cg.Path, PinDir: pins, Logger: controllertest.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := start(newToken(t, cl, ""))
+	host := a.HostID()
+	controllertest.Eventually(t, waitLong, "online", func() bool { h, _ := host2(t, cl, host); return h.Online })
+	a.Close()
+
+	var act apiv1.Action
+	if err := cl.Do(context.Background(), http.MethodPost, "/api/v1/hosts/"+host+"/quarantine", nil,
+		apiv1.QuarantineRequest{Reason: "while offline"}, &act); err != nil {
+		t.Fatal(err)
+	}
+	waitAction(t, cl, act.ID, "sent")
+	outside := listen(t)
+	if !dialIn(t, cg, outside.Addr()) {
+		t.Fatal("quarantined before the host heard of it")
+	}
+	a = start("")
+	defer a.Close()
+	waitAction(t, cl, act.ID, "acked")
+	if dialIn(t, cg, outside.Addr()) {
+		t.Fatal("the command delivered on reconnect is not enforced")
+	}
+}
