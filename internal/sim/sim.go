@@ -16,8 +16,11 @@
 //   - it follows the fleet policy through agent/policywatch, verifying the
 //     signature and validating the bundle, and records the version.
 //
-// Memory per agent is kept small: spools use small segments, and one
-// generator goroutine feeds every agent's events instead of one per agent.
+// Memory and open files per agent are kept small: an agent opens its spool
+// (small segments) and starts its sender only when it first has something
+// to send, and one generator goroutine feeds every agent's events instead
+// of one per agent. What remains per agent is its NATS connection (one
+// socket, its buffers and goroutines) and its JetStream consumers.
 package sim
 
 import (
@@ -26,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -57,6 +61,9 @@ const (
 	DefaultEnrollConcurrency = 16
 	DefaultSpoolBytes        = 4 << 20
 	DefaultSegmentBytes      = 256 << 10
+	// ConnectConcurrency bounds agents waiting for their first NATS
+	// connection at once.
+	ConnectConcurrency = 1024
 	// ConnectTimeout bounds an agent's first NATS connection.
 	ConnectTimeout = 60 * time.Second
 	// GenerateEvery is the period of the event generator.
@@ -157,30 +164,35 @@ func (f *Fleet) Add(ctx context.Context, n int) error {
 	f.mu.Lock()
 	first := len(f.agents)
 	f.mu.Unlock()
-	started := make([]*Agent, n)
-	errs := make([]error, n)
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sem := make(chan struct{}, f.cfg.EnrollConcurrency)
-	var wg sync.WaitGroup
-	for i := range n {
-		if gctx.Err() != nil {
-			break
+	// Enrol everyone first, then connect: the controller adds NATS users
+	// in batches, so connecting agent by agent right after its enrolment
+	// would make every batch as small as the enrolment concurrency.
+	ids := make([]*identity.Identity, n)
+	errs := make([]error, n)
+	parallel(gctx, n, f.cfg.EnrollConcurrency, func(i int) {
+		id, err := f.enrol(gctx, first+i+1)
+		if err != nil {
+			errs[i] = err
+			cancel()
+			return
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			a, err := f.startAgent(gctx, first+i+1)
-			if err != nil {
-				errs[i] = err
-				cancel()
-				return
-			}
-			started[i] = a
-		}()
-	}
-	wg.Wait()
+		ids[i] = id
+	})
+	started := make([]*Agent, n)
+	parallel(gctx, n, max(f.cfg.EnrollConcurrency, ConnectConcurrency), func(i int) {
+		if ids[i] == nil {
+			return
+		}
+		a, err := f.startAgent(gctx, first+i+1, ids[i])
+		if err != nil {
+			errs[i] = err
+			cancel()
+			return
+		}
+		started[i] = a
+	})
 	err := errors.Join(errs...)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -195,6 +207,24 @@ func (f *Fleet) Add(ctx context.Context, n int) error {
 		f.agents = append(f.agents, a)
 	}
 	return err
+}
+
+// parallel runs fn(0..n-1), at most limit at a time, until ctx ends.
+func parallel(ctx context.Context, n, limit int, fn func(i int)) {
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // Agents is a snapshot of the running agents, in start order.
@@ -222,10 +252,12 @@ func (f *Fleet) Stats() Stats {
 	for _, a := range f.Agents() {
 		s.Agents++
 		s.Generated += a.generated.Load()
-		s.Sent += a.sender.Sent()
-		s.Pending += a.spool.Pending()
-		_, lost := a.spool.Stats()
-		s.Lost += lost + a.fwd.Failed()
+		if t := a.telem.Load(); t != nil {
+			s.Sent += t.sender.Sent()
+			s.Pending += t.spool.Pending()
+			_, lost := t.spool.Stats()
+			s.Lost += lost + t.fwd.Failed()
+		}
 		if a.Quarantined() {
 			s.Quarantined++
 		}
@@ -303,31 +335,43 @@ func (f *Fleet) generate() {
 
 // Agent is one simulated host.
 type Agent struct {
-	index  int
-	dir    string
-	id     *identity.Identity
-	nc     *nats.Conn
-	spool  *spool.Spool
-	fwd    *telemetry.Forwarder
-	sender *telemetry.Sender
-	acts   *actions
+	index int
+	dir   string
+	id    *identity.Identity
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	log   *slog.Logger
+	acts  *actions
+
+	spoolOpts spool.Options
+	telemMu   sync.Mutex
+	telem     atomic.Pointer[telem]
 
 	policyVersion  atomic.Uint64
 	policyRevision atomic.Uint64
 	policyAt       atomic.Int64 // unix ns when policyVersion was applied
 	generated      atomic.Uint64
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func (f *Fleet) startAgent(ctx context.Context, index int) (*Agent, error) {
-	dir := filepath.Join(f.cfg.StateDir, fmt.Sprintf("agent-%05d", index))
-	log := f.log.With("sim_agent", index)
-	info := hostinfo.Info{Hostname: fmt.Sprintf("sim-%05d", index), OS: "linux", Arch: runtime.GOARCH, Kernel: "simulated"}
+func (f *Fleet) agentDir(index int) string {
+	return filepath.Join(f.cfg.StateDir, fmt.Sprintf("agent-%05d", index))
+}
+
+func agentInfo(index int) hostinfo.Info {
+	return hostinfo.Info{Hostname: fmt.Sprintf("sim-%05d", index), OS: "linux", Arch: runtime.GOARCH, Kernel: "simulated"}
+}
+
+// enrol returns agent index's identity, enrolling it with a fresh
+// one-time token unless its state dir already holds one.
+func (f *Fleet) enrol(ctx context.Context, index int) (*identity.Identity, error) {
+	dir := f.agentDir(index)
 	ecfg := enroll.Config{
-		StateDir: dir, ControllerURL: f.cfg.API, Host: info,
-		AgentVersion: "sim-" + version.Version, Logger: log,
+		StateDir: dir, ControllerURL: f.cfg.API, Host: agentInfo(index),
+		AgentVersion: "sim-" + version.Version, Logger: f.log.With("sim_agent", index),
 	}
 	if _, err := identity.Load(dir); errors.Is(err, identity.ErrNotEnrolled) {
 		tok, err := f.api.CreateEnrollToken(ctx, apiv1.CreateEnrollTokenRequest{
@@ -342,30 +386,46 @@ func (f *Fleet) startAgent(ctx context.Context, index int) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim agent %d: %w", index, err)
 	}
+	return id, nil
+}
+
+func (f *Fleet) startAgent(ctx context.Context, index int, id *identity.Identity) (*Agent, error) {
+	dir := f.agentDir(index)
+	info := agentInfo(index)
+	log := f.log.With("sim_agent", index)
 	log = log.With("host", id.HostID)
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{MaxBytes: f.cfg.SpoolBytes, SegmentBytes: f.cfg.SegmentBytes})
-	if err != nil {
-		return nil, fmt.Errorf("sim agent %d: open spool: %w", index, err)
-	}
 	nc, err := natsconn.Connect(id, log)
 	if err != nil {
-		sp.Close()
 		return nil, fmt.Errorf("sim agent %d: %w", index, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		sp.Close()
 		return nil, fmt.Errorf("sim agent %d: jetstream: %w", index, err)
 	}
 	actx, cancel := context.WithCancel(f.ctx)
-	a := &Agent{index: index, dir: dir, id: id, nc: nc, spool: sp, cancel: cancel}
+	a := &Agent{index: index, dir: dir, id: id, nc: nc, js: js, log: log, ctx: actx, cancel: cancel,
+		spoolOpts: spool.Options{MaxBytes: f.cfg.SpoolBytes, SegmentBytes: f.cfg.SegmentBytes}}
 	a.acts = &actions{log: log}
-	a.fwd = &telemetry.Forwarder{Spool: sp, Logger: log}
-	a.sender = &telemetry.Sender{JS: js, HostID: id.HostID, Spool: sp, Logger: log}
+	// A spool left with records by an earlier run drains at once; otherwise
+	// it is opened on first use.
+	if _, err := os.Stat(a.spoolDir()); err == nil {
+		if _, err := a.telemetry(); err != nil {
+			cancel()
+			nc.Close()
+			return nil, fmt.Errorf("sim agent %d: %w", index, err)
+		}
+	}
 	exec := &commands.Executor{
 		HostID: id.HostID, SigningKey: ed25519.PublicKey(id.SigningPublicKey), StateDir: dir,
-		Actions: a.acts, Result: a.fwd.AppendResult, Logger: log,
+		Actions: a.acts, Logger: log,
+		Result: func(res *palisadev1.CommandResult) error {
+			t, err := a.telemetry()
+			if err != nil {
+				return err
+			}
+			return t.fwd.AppendResult(res)
+		},
 	}
 	pw := &policywatch.Watcher{
 		JS: js, SigningKey: ed25519.PublicKey(id.SigningPublicKey), Logger: log,
@@ -391,12 +451,9 @@ func (f *Fleet) startAgent(ctx context.Context, index int) (*Agent, error) {
 	// Add returns once every agent is connected (the controller adds an
 	// enrolled agent's NATS user asynchronously).
 	if err := waitConnected(ctx, nc); err != nil {
-		cancel()
-		nc.Close()
-		sp.Close()
+		a.close()
 		return nil, fmt.Errorf("sim agent %d: %w", index, err)
 	}
-	a.goRun(func() { a.sender.Run(actx) })
 	a.goRun(func() { exec.Run(actx, js) })
 	a.goRun(func() { pw.Run(actx) })
 	a.goRun(func() {
@@ -434,18 +491,65 @@ func (a *Agent) goRun(fn func()) {
 func (a *Agent) status(hb *palisadev1.Heartbeat) {
 	hb.PolicyVersion = a.policyVersion.Load()
 	hb.Quarantined = a.acts.quarantined.Load()
-	_, lost := a.spool.Stats()
-	hb.EventsLost = lost + a.fwd.Failed()
-	hb.EventsSpooled = a.spool.Pending()
+	if t := a.telem.Load(); t != nil {
+		_, lost := t.spool.Stats()
+		hb.EventsLost = lost + t.fwd.Failed()
+		hb.EventsSpooled = t.spool.Pending()
+	}
+}
+
+// telem is an agent's telemetry path: spool, forwarder, sender.
+type telem struct {
+	spool  *spool.Spool
+	fwd    *telemetry.Forwarder
+	sender *telemetry.Sender
+}
+
+func (a *Agent) spoolDir() string { return filepath.Join(a.dir, "spool") }
+
+// telemetry opens the spool and starts the sender on first use: an idle
+// simulated agent then holds no spool file open and no write buffer (the
+// open-file limit, not memory, bounds a fleet in one process).
+func (a *Agent) telemetry() (*telem, error) {
+	if t := a.telem.Load(); t != nil {
+		return t, nil
+	}
+	a.telemMu.Lock()
+	defer a.telemMu.Unlock()
+	if t := a.telem.Load(); t != nil {
+		return t, nil
+	}
+	if a.ctx.Err() != nil {
+		return nil, errors.New("agent stopped")
+	}
+	sp, err := spool.Open(a.spoolDir(), a.spoolOpts)
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	t := &telem{
+		spool:  sp,
+		fwd:    &telemetry.Forwarder{Spool: sp, Logger: a.log},
+		sender: &telemetry.Sender{JS: a.js, HostID: a.id.HostID, Spool: sp, Logger: a.log},
+	}
+	a.telem.Store(t)
+	a.goRun(func() { t.sender.Run(a.ctx) })
+	return t, nil
 }
 
 func (a *Agent) close() error {
+	a.telemMu.Lock() // no sender starts after this
 	a.cancel()
+	a.telemMu.Unlock()
 	a.wg.Wait()
 	if err := a.nc.Drain(); err != nil {
 		a.nc.Close()
 	}
-	return a.spool.Close()
+	a.telemMu.Lock()
+	defer a.telemMu.Unlock()
+	if t := a.telem.Load(); t != nil {
+		return t.spool.Close()
+	}
+	return nil
 }
 
 // HostID is the agent's enrolled host id.
@@ -465,11 +569,29 @@ func (a *Agent) PolicyVersion() (version, revision uint64, at time.Time) {
 
 // Sent counts telemetry items JetStream acknowledged; Pending those
 // spooled and not yet acknowledged.
-func (a *Agent) Sent() uint64    { return a.sender.Sent() }
-func (a *Agent) Pending() uint64 { return a.spool.Pending() }
+func (a *Agent) Sent() uint64 {
+	if t := a.telem.Load(); t != nil {
+		return t.sender.Sent()
+	}
+	return 0
+}
+
+func (a *Agent) Pending() uint64 {
+	if t := a.telem.Load(); t != nil {
+		return t.spool.Pending()
+	}
+	return 0
+}
 
 // NextSeq is the sequence number the agent's next telemetry item gets.
-func (a *Agent) NextSeq() uint64 { return a.spool.NextSeq() }
+// It opens the spool if needed (0 if that fails).
+func (a *Agent) NextSeq() uint64 {
+	t, err := a.telemetry()
+	if err != nil {
+		return 0
+	}
+	return t.spool.NextSeq()
+}
 
 // AppendEvents spools n synthetic exec events (in batches of at most
 // telemetry.MaxBatch) and returns the sequence numbers they got.
@@ -491,7 +613,11 @@ func (a *Agent) AppendEvents(n int) error {
 				}},
 			}
 		}
-		if err := a.fwd.AppendEvents(evs); err != nil {
+		t, err := a.telemetry()
+		if err != nil {
+			return err
+		}
+		if err := t.fwd.AppendEvents(evs); err != nil {
 			return err
 		}
 		a.generated.Add(uint64(k))
