@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -265,59 +264,6 @@ func waitKilled(t *testing.T, cmd *exec.Cmd) bool {
 	}
 }
 
-func copyFile(t *testing.T, src, dst string) string {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
-func fileID(t *testing.T, path string) sensor.FileID {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return sensor.FileID{Dev: st.Dev, Ino: st.Ino}
-}
-
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed", name)
-	}
-	p, err = filepath.EvalSymlinks(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func listen(t *testing.T, addr string) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
-
 func self(t *testing.T) string {
 	t.Helper()
 	p, err := os.Executable()
@@ -343,8 +289,8 @@ func TestLive_CredentialFileUnallowedReader(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("AKIASECRET\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cat := lookPath(t, "cat")
-	reader := copyFile(t, cat, filepath.Join(l.dir, "reader-cat"))
+	cat := bpftest.LookPath(t, "cat")
+	reader := bpftest.CopyExe(t, cat, filepath.Join(l.dir, "reader-cat"))
 	l.apply(&sensor.Resolved{Files: []sensor.FileRule{{ID: fileID(t, secret), Path: secret, Rule: "protected_files[0]",
 		Readers: []sensor.FileID{fileID(t, reader)}, Mode: palisadev1.Mode_MODE_ENFORCE}}})
 
@@ -370,9 +316,9 @@ func TestLive_CredentialFileUnallowedReader(t *testing.T) {
 
 func TestLive_MetadataCredentialFetch(t *testing.T) {
 	l := newLive(t, AgentInfo{})
-	md := listen(t, "127.0.0.77:0")
-	client := copyFile(t, self(t), filepath.Join(l.dir, "metadata-client"))
-	intruder := copyFile(t, self(t), filepath.Join(l.dir, "intruder"))
+	md := bpftest.Listen(t, "127.0.0.77:0")
+	client := bpftest.CopyExe(t, self(t), filepath.Join(l.dir, "metadata-client"))
+	intruder := bpftest.CopyExe(t, self(t), filepath.Join(l.dir, "intruder"))
 	l.apply(&sensor.Resolved{Metadata: []netip.AddrPort{md}, MetadataClients: []sensor.FileID{fileID(t, client)},
 		MetadataMode: palisadev1.Mode_MODE_ENFORCE})
 	helper := []string{"PALISADE_RULES_HELPER=connect"}
@@ -405,14 +351,14 @@ func TestLive_HoneytokenOpened(t *testing.T) {
 	}
 	l.apply(&sensor.Resolved{Files: []sensor.FileRule{{ID: fileID(t, token), Path: token, Rule: "honeytokens[0]",
 		Mode: palisadev1.Mode_MODE_AUDIT, Honeytoken: true}}})
-	cat := lookPath(t, "cat")
+	cat := bpftest.LookPath(t, "cat")
 	l.run(nil, cat, token)
 	a := l.waitAlert("honeytoken-opened", nil)
 	if a.GetSeverity() != "critical" || a.GetEvent().GetFileOpen().GetPath() != token {
 		t.Errorf("alert %v", a)
 	}
 	// negative: an ordinary file (no event at all), then the same cat binary on it
-	marker := copyFile(t, cat, filepath.Join(l.dir, "cat2"))
+	marker := bpftest.CopyExe(t, cat, filepath.Join(l.dir, "cat2"))
 	l.run(nil, marker, plain)
 	ev := l.waitEvent("cat2 exec", execOf(marker))
 	l.noAlert("honeytoken-opened", ev)
@@ -462,8 +408,8 @@ func TestLive_ReverseShell(t *testing.T) {
 
 func TestLive_ExecFromWritableLocation(t *testing.T) {
 	l := newLive(t, AgentInfo{})
-	trueBin := lookPath(t, "true")
-	inTmp := copyFile(t, trueBin, filepath.Join(l.dir, "dropper"))
+	trueBin := bpftest.LookPath(t, "true")
+	inTmp := bpftest.CopyExe(t, trueBin, filepath.Join(l.dir, "dropper"))
 	if !strings.HasPrefix(inTmp, "/tmp/") {
 		t.Skipf("temp dir %s is not under /tmp", inTmp)
 	}
@@ -483,8 +429,8 @@ func TestLive_ExecFromWritableLocation(t *testing.T) {
 
 func TestLive_ExecDownloadedBinary(t *testing.T) {
 	l := newLive(t, AgentInfo{})
-	curl := lookPath(t, "curl")
-	sleep := lookPath(t, "sleep")
+	curl := bpftest.LookPath(t, "curl")
+	sleep := bpftest.LookPath(t, "sleep")
 	payload := filepath.Join(l.dir, "payload")
 	if out, sig := l.run(nil, curl, "-s", "-o", payload, "file://"+sleep); sig != 0 {
 		t.Fatalf("curl: %q %v", out, sig)
@@ -501,7 +447,7 @@ func TestLive_ExecDownloadedBinary(t *testing.T) {
 		t.Fatal("downloaded binary not killed")
 	}
 	// negative: a copy nobody downloaded
-	other := copyFile(t, sleep, filepath.Join(l.dir, "copied"))
+	other := bpftest.CopyExe(t, sleep, filepath.Join(l.dir, "copied"))
 	l.run(nil, other, "0")
 	ev := l.waitEvent("copied exec", execOf(other))
 	l.noAlert("exec-downloaded-binary", ev)
@@ -509,13 +455,13 @@ func TestLive_ExecDownloadedBinary(t *testing.T) {
 
 func TestLive_ConnectIOCAndMiningPort(t *testing.T) {
 	l := newLive(t, AgentInfo{})
-	ioc := listen(t, "127.0.0.2:0")
-	clean := listen(t, "127.0.0.1:0")
+	ioc := bpftest.Listen(t, "127.0.0.2:0")
+	clean := bpftest.Listen(t, "127.0.0.1:0")
 	if err := l.e.SetIOCs([]string{"127.0.0.2"}); err != nil {
 		t.Fatal(err)
 	}
 	helper := []string{"PALISADE_RULES_HELPER=connect"}
-	conn := copyFile(t, self(t), filepath.Join(l.dir, "ioc-client"))
+	conn := bpftest.CopyExe(t, self(t), filepath.Join(l.dir, "ioc-client"))
 	l.run(helper, conn, ioc.String())
 	a := l.waitAlert("connect-ioc", alertExe(conn))
 	if !a.GetResponseTaken() {
@@ -527,7 +473,7 @@ func TestLive_ConnectIOCAndMiningPort(t *testing.T) {
 	if len(blocked) != 1 || blocked[0].String() != "127.0.0.2/32" {
 		t.Errorf("blocked %v", blocked)
 	}
-	clean2 := copyFile(t, self(t), filepath.Join(l.dir, "clean-client"))
+	clean2 := bpftest.CopyExe(t, self(t), filepath.Join(l.dir, "clean-client"))
 	l.run(helper, clean2, clean.String())
 	ev := l.waitEvent("clean connect", func(ev *palisadev1.Event) bool {
 		return ev.GetConnect() != nil && ev.GetProcess().GetExePath() == clean2
@@ -536,8 +482,8 @@ func TestLive_ConnectIOCAndMiningPort(t *testing.T) {
 	l.noAlert("connect-mining-pool-port", ev)
 
 	// mining-pool port
-	pool := listen(t, "127.0.0.3:3333")
-	miner := copyFile(t, self(t), filepath.Join(l.dir, "miner"))
+	pool := bpftest.Listen(t, "127.0.0.3:3333")
+	miner := bpftest.CopyExe(t, self(t), filepath.Join(l.dir, "miner"))
 	l.run(helper, miner, pool.String())
 	l.waitAlert("connect-mining-pool-port", alertExe(miner))
 }
@@ -549,7 +495,7 @@ func TestLive_LeakedKeyInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.e.SetLeakedKeys(ks)
-	sleep := copyFile(t, lookPath(t, "sleep"), filepath.Join(l.dir, "worker"))
+	sleep := bpftest.CopyExe(t, bpftest.LookPath(t, "sleep"), filepath.Join(l.dir, "worker"))
 	// environment
 	cmd := l.start([]string{"AWS_ACCESS_KEY_ID=" + testKey}, sleep, "30")
 	a := l.waitAlert("leaked-key-in-process", alertExe(sleep))
@@ -582,7 +528,7 @@ func TestLive_AgentTampering(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := newLive(t, AgentInfo{PID: os.Getpid(), Exe: self(t), Paths: []string{state}})
-	cat := lookPath(t, "cat")
+	cat := bpftest.LookPath(t, "cat")
 	l.run(nil, cat, idFile)
 	a := l.waitAlert("agent-tampering", alertExe(cat))
 	if a.GetSeverity() != "critical" {
@@ -596,7 +542,7 @@ func TestLive_AgentTampering(t *testing.T) {
 	// negative
 	other := filepath.Join(l.dir, "other.json")
 	_ = os.WriteFile(other, []byte("{}"), 0o600)
-	marker := copyFile(t, cat, filepath.Join(l.dir, "cat3"))
+	marker := bpftest.CopyExe(t, cat, filepath.Join(l.dir, "cat3"))
 	l.run(nil, marker, other)
 	ev := l.waitEvent("cat3 exec", execOf(marker))
 	l.noAlert("agent-tampering", ev)
@@ -665,7 +611,7 @@ func TestLive_HuntAlerts(t *testing.T) {
 	if err := e.Apply(rs); err != nil {
 		t.Fatal(err)
 	}
-	sleep := lookPath(t, "sleep")
+	sleep := bpftest.LookPath(t, "sleep")
 	leaky := cg.Command(sleep, "30")
 	leaky.Env = []string{"AWS_ACCESS_KEY_ID=" + testKey}
 	clean := cg.Command(sleep, "30")
@@ -691,4 +637,9 @@ func TestLive_HuntAlerts(t *testing.T) {
 	if err := clean.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Fatalf("clean process gone: %v", err)
 	}
+}
+
+func fileID(t *testing.T, path string) sensor.FileID {
+	dev, ino := bpftest.DevIno(t, path)
+	return sensor.FileID{Dev: dev, Ino: ino}
 }

@@ -1,7 +1,6 @@
 package sensor_test
 
 import (
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -10,29 +9,12 @@ import (
 	"testing"
 
 	"github.com/palisade-sec/palisade/agent/sensor"
+	"github.com/palisade-sec/palisade/internal/bpftest"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
 // listen starts a TCP listener on addr (port 0) in the test process, which
 // is outside the test cgroup, draining every connection.
-func listen(t *testing.T, addr string) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
 
 func testBinary(t *testing.T) string {
 	t.Helper()
@@ -53,8 +35,8 @@ func connectEvent(dst netip.AddrPort, v palisadev1.Verdict, reason string) func(
 
 func TestEgress_MetadataEndpointOnlyForAllowedClients(t *testing.T) {
 	e := newEnv(t)
-	md := listen(t, "127.0.0.77:0")
-	other := listen(t, "127.0.0.78:0")
+	md := bpftest.Listen(t, "127.0.0.77:0")
+	other := bpftest.Listen(t, "127.0.0.78:0")
 	self := testBinary(t)
 	client := copyFile(t, self, filepath.Join(t.TempDir(), "metadata-client"))
 	e.apply(&sensor.Resolved{
@@ -85,9 +67,9 @@ func TestEgress_MetadataEndpointOnlyForAllowedClients(t *testing.T) {
 
 func TestEgress_DenyCIDR(t *testing.T) {
 	e := newEnv(t)
-	denied := listen(t, "127.0.2.1:0")
-	audited := listen(t, "127.0.4.1:0")
-	allowed := listen(t, "127.0.3.1:0")
+	denied := bpftest.Listen(t, "127.0.2.1:0")
+	audited := bpftest.Listen(t, "127.0.4.1:0")
+	allowed := bpftest.Listen(t, "127.0.3.1:0")
 	rules := []sensor.CIDRRule{
 		{Prefix: netip.MustParsePrefix("127.0.2.0/24"), Mode: palisadev1.Mode_MODE_ENFORCE},
 		{Prefix: netip.MustParsePrefix("127.0.4.0/24"), Mode: palisadev1.Mode_MODE_AUDIT},
@@ -95,7 +77,7 @@ func TestEgress_DenyCIDR(t *testing.T) {
 	var v6 netip.AddrPort
 	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
 		ln.Close()
-		v6 = listen(t, "[::1]:0")
+		v6 = bpftest.Listen(t, "[::1]:0")
 		rules = append(rules, sensor.CIDRRule{Prefix: netip.MustParsePrefix("::1/128"), Mode: palisadev1.Mode_MODE_ENFORCE})
 	}
 	e.apply(&sensor.Resolved{DenyCIDRs: rules})

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -177,40 +176,6 @@ func helperIn(cg *bpftest.Cgroup, bin, mode string, args ...string) (string, sys
 	return runIn(cg, []string{"PALISADE_SENSOR_HELPER=" + mode}, bin, args...)
 }
 
-func copyFile(t *testing.T, src, dst string) string {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
-func fileID(t *testing.T, path string) sensor.FileID {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return sensor.FileID{Dev: st.Dev, Ino: st.Ino}
-}
-
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed", name)
-	}
-	p, err = filepath.EvalSymlinks(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // eventLog collects a sensor's events so tests can wait for one.
 type eventLog struct {
 	mu     sync.Mutex
@@ -283,3 +248,12 @@ func execOf(pathSuffix string) func(*palisadev1.Event) bool {
 }
 
 func timeout() <-chan time.Time { return time.After(waitTimeout) }
+
+func copyFile(t *testing.T, src, dst string) string { return bpftest.CopyExe(t, src, dst) }
+
+func lookPath(t *testing.T, name string) string { return bpftest.LookPath(t, name) }
+
+func fileID(t *testing.T, path string) sensor.FileID {
+	dev, ino := bpftest.DevIno(t, path)
+	return sensor.FileID{Dev: dev, Ino: ino}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/palisade-sec/palisade/agent/sensor"
+	"github.com/palisade-sec/palisade/internal/bpftest"
 )
 
 // flow is an established TCP connection between a pingpong helper inside
@@ -133,8 +134,8 @@ func (e *env) mustNotConnect(addr netip.AddrPort) {
 
 func TestQuarantine_BlocksNewAndEstablished_ReleaseRestores(t *testing.T) {
 	e := newEnv(t)
-	allowed := listen(t, "127.0.5.1:0")
-	other := listen(t, "127.0.5.2:0")
+	allowed := bpftest.Listen(t, "127.0.5.1:0")
+	other := bpftest.Listen(t, "127.0.5.2:0")
 	f := newFlow(t, e, "127.0.6.1:0")
 	f.clientSends("a")
 	f.expectRecv("a")
@@ -181,8 +182,8 @@ func TestQuarantine_BlocksNewAndEstablished_ReleaseRestores(t *testing.T) {
 // pins — without duplicating attachments — and can release it.
 func TestQuarantine_SurvivesAgentKill_AdoptedAndReleased(t *testing.T) {
 	e := newEnvNoSensor(t)
-	allowed := listen(t, "127.0.7.1:0")
-	other := listen(t, "127.0.7.2:0")
+	allowed := bpftest.Listen(t, "127.0.7.1:0")
+	other := bpftest.Listen(t, "127.0.7.2:0")
 
 	agent := exec.Command(testBinary(t), e.cg.Path, e.pinDir, allowed.String())
 	agent.Env = append(os.Environ(), "PALISADE_SENSOR_HELPER=quarantine")
@@ -244,8 +245,8 @@ func TestQuarantine_IPv6AllowlistByPort(t *testing.T) {
 	}
 	probe.Close()
 	e := newEnv(t)
-	allowed := listen(t, "[::1]:0")
-	other := listen(t, "[::1]:0")
+	allowed := bpftest.Listen(t, "[::1]:0")
+	other := bpftest.Listen(t, "[::1]:0")
 	if err := e.s.SetQuarantine(true, []netip.AddrPort{allowed}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/palisade-sec/palisade/agent/sensor"
+	"github.com/palisade-sec/palisade/internal/bpftest"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
@@ -18,7 +19,7 @@ func TestScope_TwoSensorsIsolated(t *testing.T) {
 	x := copyFile(t, truePath, filepath.Join(dir, "scope-x"))
 	marker := copyFile(t, truePath, filepath.Join(dir, "scope-marker"))
 	a.apply(&sensor.Resolved{DenyExec: []sensor.ExecRule{{ID: fileID(t, x), Mode: palisadev1.Mode_MODE_ENFORCE}}})
-	peer := listen(t, "127.0.8.1:0")
+	peer := bpftest.Listen(t, "127.0.8.1:0")
 	if err := a.s.SetQuarantine(true, nil); err != nil {
 		t.Fatal(err)
 	}

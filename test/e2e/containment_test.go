@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -40,8 +41,8 @@ func TestContainment_PolicyQuarantineReleaseOverNATS(t *testing.T) {
 	c := controllertest.Start(t, controllertest.Config(t))
 	cl := controllertest.AdminClient(t, c)
 	cg, pins, state, bin := bpftest.NewCgroup(t), bpftest.PinDir(t), t.TempDir(), t.TempDir()
-	evil := copyExe(t, "/bin/true", bin, "evil")
-	outside := listen(t)
+	evil := bpftest.CopyExe(t, "/bin/true", filepath.Join(bin, "evil"))
+	outside := bpftest.Listen(t, "127.0.0.1:0")
 
 	start := func(token string) *daemon.Agent {
 		a, err := daemon.Start(context.Background(), daemon.Config{
@@ -73,7 +74,7 @@ func TestContainment_PolicyQuarantineReleaseOverNATS(t *testing.T) {
 	}
 
 	// Quarantine.
-	if !dialIn(t, cg, outside.Addr()) {
+	if !cg.CanDial(outside) {
 		t.Fatal("no connectivity before quarantine")
 	}
 	var act apiv1.Action
@@ -85,7 +86,7 @@ func TestContainment_PolicyQuarantineReleaseOverNATS(t *testing.T) {
 	if q, err := a.Sensor().Quarantined(); err != nil || !q {
 		t.Fatalf("kernel quarantine flag after ack: %v %v", q, err)
 	}
-	if dialIn(t, cg, outside.Addr()) {
+	if cg.CanDial(outside) {
 		t.Fatal("quarantined host reached a non-allowlisted address")
 	}
 	controllertest.Eventually(t, waitLong, "heartbeat reports quarantine", func() bool {
@@ -99,14 +100,14 @@ func TestContainment_PolicyQuarantineReleaseOverNATS(t *testing.T) {
 	if err := sensor.Cleanup(pins); err != nil {
 		t.Fatal(err)
 	}
-	if !dialIn(t, cg, outside.Addr()) {
+	if !cg.CanDial(outside) {
 		t.Fatal("cleanup did not lift enforcement (test setup)")
 	}
 	a = start("")
 	if q, err := a.Sensor().Quarantined(); err != nil || !q {
 		t.Fatalf("after a reboot the agent did not re-apply quarantine: %v %v", q, err)
 	}
-	if dialIn(t, cg, outside.Addr()) {
+	if cg.CanDial(outside) {
 		t.Fatal("quarantine not in force after the reboot")
 	}
 
@@ -117,7 +118,7 @@ func TestContainment_PolicyQuarantineReleaseOverNATS(t *testing.T) {
 		t.Fatalf("release: %v", err)
 	}
 	waitAction(t, cl, rel.ID, "acked")
-	if !dialIn(t, cg, outside.Addr()) {
+	if !cg.CanDial(outside) {
 		t.Fatal("release did not restore connectivity")
 	}
 }
@@ -156,14 +157,14 @@ func TestContainment_OfflineHostGetsItsCommandOnReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitAction(t, cl, act.ID, "sent")
-	outside := listen(t)
-	if !dialIn(t, cg, outside.Addr()) {
+	outside := bpftest.Listen(t, "127.0.0.1:0")
+	if !cg.CanDial(outside) {
 		t.Fatal("quarantined before the host heard of it")
 	}
 	a = start("")
 	defer a.Close()
 	waitAction(t, cl, act.ID, "acked")
-	if dialIn(t, cg, outside.Addr()) {
+	if cg.CanDial(outside) {
 		t.Fatal("the command delivered on reconnect is not enforced")
 	}
 }

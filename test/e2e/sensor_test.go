@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,21 +25,6 @@ import (
 	"github.com/palisade-sec/palisade/internal/policy"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
-
-// copyExe copies a system executable into dir under name, so a deny rule
-// matches only the test's own copy.
-func copyExe(t *testing.T, src, dir, name string) string {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(dir, name)
-	if err := os.WriteFile(dst, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
 
 func writePolicy(t *testing.T, body string) string {
 	t.Helper()
@@ -93,7 +77,7 @@ func TestAgent_EnforcesPolicyAndReportsEvents(t *testing.T) {
 	c := controllertest.Start(t, controllertest.Config(t))
 	cl := controllertest.AdminClient(t, c)
 	cg, pins, bin := bpftest.NewCgroup(t), bpftest.PinDir(t), t.TempDir()
-	evil := copyExe(t, "/bin/true", bin, "evil")
+	evil := bpftest.CopyExe(t, "/bin/true", filepath.Join(bin, "evil"))
 	pol := writePolicy(t, fmt.Sprintf(`apiVersion: palisade/v1
 kind: Policy
 metadata: {name: e2e}
@@ -196,38 +180,10 @@ spec:
 	}
 }
 
-// dialIn connects from inside the cgroup (bash's /dev/tcp) and reports
-// whether the connection was made.
-func dialIn(t *testing.T, cg *bpftest.Cgroup, addr net.Addr) bool {
-	t.Helper()
-	tcp := addr.(*net.TCPAddr)
-	cmd := cg.Command("/bin/bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", tcp.IP, tcp.Port))
-	return cmd.Run() == nil
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln
-}
-
 func TestAgent_StandaloneQuarantineSurvivesAgentAndIsReleased(t *testing.T) {
 	bpftest.RequireBPF(t)
 	cg, pins, state := bpftest.NewCgroup(t), bpftest.PinDir(t), t.TempDir()
-	allowed, other := listen(t), listen(t)
+	allowed, other := bpftest.Listen(t, "127.0.0.1:0"), bpftest.Listen(t, "127.0.0.1:0")
 	quarantine := func(on bool) string {
 		return writePolicy(t, fmt.Sprintf(`apiVersion: palisade/v1
 kind: Policy
@@ -237,7 +193,7 @@ spec:
   quarantine:
     enabled: %t
     allow: [%q]
-`, on, allowed.Addr().String()))
+`, on, allowed.String()))
 	}
 	start := func(pol string) *daemon.Agent {
 		a, err := daemon.Start(context.Background(), daemon.Config{StateDir: state, CgroupPath: cg.Path, PinDir: pins,
@@ -247,30 +203,30 @@ spec:
 		}
 		return a
 	}
-	if !dialIn(t, cg, other.Addr()) {
+	if !cg.CanDial(other) {
 		t.Fatal("connect failed before any policy")
 	}
 	a := start(quarantine(true))
 	if a.HostID() != "" {
 		t.Fatal("standalone agent has a host id")
 	}
-	if dialIn(t, cg, other.Addr()) || !dialIn(t, cg, allowed.Addr()) {
+	if cg.CanDial(other) || !cg.CanDial(allowed) {
 		t.Fatal("quarantine: want the other listener refused and the allowlisted one reachable")
 	}
 	a.Close()
-	if dialIn(t, cg, other.Addr()) {
+	if cg.CanDial(other) {
 		t.Fatal("quarantine lifted when the agent stopped")
 	}
 	// A restarted agent with no --policy re-applies the last good one...
 	b := start("")
-	if dialIn(t, cg, other.Addr()) {
+	if cg.CanDial(other) {
 		t.Fatal("restarted agent lost the quarantine")
 	}
 	b.Close()
 	// ...and one given a policy without quarantine releases the host.
 	r := start(quarantine(false))
 	defer r.Close()
-	if !dialIn(t, cg, other.Addr()) {
+	if !cg.CanDial(other) {
 		t.Fatal("release did not restore connectivity")
 	}
 }

@@ -8,8 +8,6 @@ package extnats
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -257,31 +255,6 @@ func mustPub(t *testing.T, kp nkeys.KeyPair) string {
 	return pub
 }
 
-// dialIn reports whether a process in cg can connect to addr.
-func dialIn(cg *bpftest.Cgroup, addr net.Addr) bool {
-	tcp := addr.(*net.TCPAddr)
-	return cg.Command("/bin/bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", tcp.IP, tcp.Port)).Run() == nil
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln
-}
-
 // waitTelemetry runs a copy of /bin/true named name in cg until the
 // leader has ingested its exec event from host: telemetry that left the
 // host after this call began.
@@ -343,15 +316,15 @@ func TestExternalNATS_AgentJWT_TelemetryContainmentAndNodeLoss(t *testing.T) {
 	checkAgentPermissions(t, nc, a.Identity(), c.NATSConn())
 	checkReplicas(t, c.NATSConn())
 
-	outside := listen(t)
-	if !dialIn(cg, outside.Addr()) {
+	outside := bpftest.Listen(t, "127.0.0.1:0")
+	if !cg.CanDial(outside) {
 		t.Fatal("no connectivity before quarantine")
 	}
 	waitAction(t, cl, hostAction(t, cl, host, "quarantine"), "acked")
 	if q, err := a.Sensor().Quarantined(); err != nil || !q {
 		t.Fatalf("kernel quarantine flag after ack: %v %v", q, err)
 	}
-	if dialIn(cg, outside.Addr()) {
+	if cg.CanDial(outside) {
 		t.Fatal("quarantined host reached a non-allowlisted address")
 	}
 
@@ -363,7 +336,7 @@ func TestExternalNATS_AgentJWT_TelemetryContainmentAndNodeLoss(t *testing.T) {
 	if q, err := a.Sensor().Quarantined(); err != nil || q {
 		t.Fatalf("kernel quarantine flag after release: %v %v", q, err)
 	}
-	if !dialIn(cg, outside.Addr()) {
+	if !cg.CanDial(outside) {
 		t.Fatal("release did not restore connectivity")
 	}
 }
