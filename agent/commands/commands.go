@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/palisade-sec/palisade/agent/hunt"
+	"github.com/palisade-sec/palisade/internal/backoff"
 	"github.com/palisade-sec/palisade/internal/cmdsign"
 	"github.com/palisade-sec/palisade/internal/fileutil"
 	"github.com/palisade-sec/palisade/internal/streams"
@@ -215,13 +216,18 @@ func (e *Executor) save() error {
 // A command is acknowledged only after its result is spooled, so a crash
 // in between redelivers it (and the replay record answers it).
 func (e *Executor) Run(ctx context.Context, js jetstream.JetStream) {
+	// Until the leader created this host's consumer (or while the server
+	// is away) retry with growing, jittered delays, so a whole fleet does
+	// not ask every second.
+	b := &backoff.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second}
 	for ctx.Err() == nil {
+		start := time.Now()
 		if err := e.consume(ctx, js); err != nil && ctx.Err() == nil {
-			e.Logger.Debug("command consumer unavailable; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
+			if time.Since(start) > time.Minute {
+				b.Reset()
 			}
+			e.Logger.Debug("command consumer unavailable; retrying", "err", err)
+			b.Wait(ctx)
 		}
 	}
 }

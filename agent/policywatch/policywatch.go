@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/palisade-sec/palisade/internal/backoff"
 	"github.com/palisade-sec/palisade/internal/cmdsign"
 	"github.com/palisade-sec/palisade/internal/policy"
 	"github.com/palisade-sec/palisade/internal/streams"
@@ -30,8 +31,8 @@ type Watcher struct {
 	// logged; the watch goes on.
 	Apply  func(*palisadev1.PolicyBundle) error
 	Logger *slog.Logger
-	// RetryEvery is the pause before re-watching after the bucket was
-	// unavailable (default 1s).
+	// RetryEvery is the first pause before re-watching after the bucket
+	// was unavailable (default 1s); pauses grow, jittered, to 30s.
 	RetryEvery time.Duration
 }
 
@@ -53,13 +54,17 @@ func (w *Watcher) Run(ctx context.Context) {
 	if retry <= 0 {
 		retry = time.Second
 	}
+	// A fleet that lost its server retries with growing, jittered delays,
+	// not every second in lock step.
+	b := &backoff.Backoff{Min: retry, Max: max(30*time.Second, retry)}
 	for ctx.Err() == nil {
+		start := time.Now()
 		if err := w.once(ctx); err != nil && ctx.Err() == nil {
-			w.Logger.Debug("policy watch interrupted; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(retry):
+			if time.Since(start) > time.Minute {
+				b.Reset() // the watch had been running fine
 			}
+			w.Logger.Debug("policy watch interrupted; retrying", "err", err)
+			b.Wait(ctx)
 		}
 	}
 }

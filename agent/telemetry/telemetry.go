@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/palisade-sec/palisade/agent/spool"
+	"github.com/palisade-sec/palisade/internal/backoff"
 	"github.com/palisade-sec/palisade/internal/streams"
 	"github.com/palisade-sec/palisade/internal/subjects"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
@@ -148,7 +149,7 @@ func (s *Sender) Run(ctx context.Context) {
 	if s.AckTimeout <= 0 {
 		s.AckTimeout = 5 * time.Second
 	}
-	backoff := 50 * time.Millisecond
+	b := &backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
@@ -170,15 +171,12 @@ func (s *Sender) Run(ctx context.Context) {
 				return
 			}
 			s.Logger.Debug("telemetry publish failed; will retry", "seq", rec.FirstSeq, "err", err)
-			select {
-			case <-ctx.Done():
+			if !b.Wait(ctx) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		b.Reset()
 		if err := s.Spool.Ack(rec); err != nil {
 			s.Logger.Error("ack spool", "err", err)
 		}

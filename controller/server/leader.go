@@ -198,13 +198,28 @@ func (c *Controller) ensureAgentConsumers(ctx context.Context, js jetstream.JetS
 				}
 			}
 		})
+		// Many hosts enrol at once when a fleet is rolled out: create their
+		// consumers a few dozen at a time, not one after another.
+		var (
+			mu sync.Mutex
+			wg sync.WaitGroup
+		)
+		sem := make(chan struct{}, 32)
 		for _, id := range ids {
-			if err := streams.EnsureAgentConsumer(ctx, js, id); err != nil {
-				c.log.Warn("command consumer not created; retrying", "host", id, "err", err)
-				continue
-			}
-			done[id] = true
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := streams.EnsureAgentConsumer(ctx, js, id); err != nil {
+					c.log.Warn("command consumer not created; retrying", "host", id, "err", err)
+					return
+				}
+				mu.Lock()
+				done[id] = true
+				mu.Unlock()
+			}()
 		}
+		wg.Wait()
 		select {
 		case <-ctx.Done():
 			return
