@@ -10,10 +10,12 @@ package policywatch
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/palisade-sec/palisade/internal/backoff"
@@ -34,6 +36,9 @@ type Watcher struct {
 	// RetryEvery is the first pause before re-watching after the bucket
 	// was unavailable (default 1s); pauses grow, jittered, to 30s.
 	RetryEvery time.Duration
+	// ResyncEvery is how often the key is read again, as a backstop for
+	// updates missed while disconnected (default 1m).
+	ResyncEvery time.Duration
 }
 
 // Verify checks a bundle's signature against key and validates it.
@@ -69,33 +74,66 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
+// once follows the bucket's key without a JetStream consumer: a core
+// subscription to the key's subject sees every put as it is stored, and a
+// direct get at start and every ResyncEvery catches anything missed while
+// disconnected. (A KV watch is an ordered consumer per agent; at 10,000
+// agents that is 10,000 consumers for the server to create and feed.)
 func (w *Watcher) once(ctx context.Context) error {
 	kv, err := w.JS.KeyValue(ctx, streams.PolicyBucket)
 	if err != nil {
 		return fmt.Errorf("policy bucket: %w", err)
 	}
-	kw, err := kv.Watch(ctx, streams.PolicyKey)
+	latest := make(chan []byte, 1)
+	sub, err := w.JS.Conn().Subscribe(streams.PolicySubject(), func(m *nats.Msg) {
+		select {
+		case <-latest: // keep only the newest value
+		default:
+		}
+		latest <- m.Data
+	})
 	if err != nil {
-		return fmt.Errorf("watch policy: %w", err)
+		return fmt.Errorf("subscribe policy: %w", err)
 	}
-	defer kw.Stop()
+	defer sub.Unsubscribe()
+	apply := func(data []byte) {
+		b, err := Verify(w.SigningKey, data)
+		if err == nil {
+			err = w.Apply(b)
+		}
+		if err != nil {
+			w.Logger.Error("controller policy refused; the previous policy stays in force", "err", err)
+		}
+	}
+	get := func() error {
+		e, err := kv.Get(ctx, streams.PolicyKey)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil // no policy published yet
+		}
+		if err != nil {
+			return fmt.Errorf("get policy: %w", err)
+		}
+		apply(e.Value())
+		return nil
+	}
+	if err := get(); err != nil {
+		return err
+	}
+	resync := w.ResyncEvery
+	if resync <= 0 {
+		resync = time.Minute
+	}
+	t := time.NewTicker(resync)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return fmt.Errorf("policy watch closed")
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			b, err := Verify(w.SigningKey, e.Value())
-			if err == nil {
-				err = w.Apply(b)
-			}
-			if err != nil {
-				w.Logger.Error("controller policy refused; the previous policy stays in force", "err", err)
+		case data := <-latest:
+			apply(data)
+		case <-t.C:
+			if err := get(); err != nil {
+				return err
 			}
 		}
 	}

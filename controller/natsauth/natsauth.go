@@ -53,14 +53,13 @@ func AgentAllow(hostID string) Allow {
 			"$JS.API.CONSUMER.MSG.NEXT." + cons,
 			"$JS.ACK." + cons + ".>",
 			"$JS.API.STREAM.INFO." + kv,
-			"$JS.API.CONSUMER.CREATE." + kv + ".>",
-			"$JS.API.CONSUMER.DELETE." + kv + ".>",
 			"$JS.API.DIRECT.GET." + kv + ".>",
-			"$JS.FC." + kv + ".>",
+			"$JS.API.STREAM.MSG.GET." + kv,
 		},
 		Subscribe: []string{
 			subjects.Commands(hostID) + ".>",
 			subjects.Inbox(hostID) + ".>",
+			streams.PolicySubject(),
 		},
 	}
 }

@@ -58,6 +58,11 @@ const (
 	DefaultTelemetryB = 10 << 30
 )
 
+// PolicySubject is the subject the fleet bundle is stored under; agents
+// subscribe to it (core NATS) and read the key directly, so the policy
+// needs no consumer per agent.
+func PolicySubject() string { return "$KV." + PolicyBucket + "." + PolicyKey }
+
 // AgentConsumer is the durable consumer through which a host reads its
 // commands.
 func AgentConsumer(hostID string) string { return "agent-" + hostID }
