@@ -335,7 +335,7 @@ func (c *Controller) IsLeader() bool { return c.store.IsLeader() }
 // leaderHooksPoll is how often runLeaderHooks checks leadership.
 const leaderHooksPoll = 50 * time.Millisecond
 
-// runLeaderHooks follows leadership (polling, like runLeaderLoop, so
+// runLeaderHooks follows leadership (polling, so
 // raft's single LeaderCh stays free) and starts or stops the hooks. A
 // new leader first waits for its FSM to apply everything committed
 // (Barrier), so hooks see the state its predecessor left.
