@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/internal/apiv1"
 	"github.com/palisade-sec/palisade/internal/secret"
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // MaxReasonLen bounds free-text reasons and notes.
@@ -216,6 +218,19 @@ func (s *Server) listActions(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getAction(w http.ResponseWriter, r *http.Request) {
 	s.writeAction(w, http.StatusOK, r.PathValue("id"))
+}
+
+// ttlParam turns an optional "ttl" (a positive Go duration) into an
+// expiry from now; empty means no expiry.
+func (s *Server) ttlParam(v string) (*timestamppb.Timestamp, []string) {
+	if v == "" {
+		return nil, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return nil, []string{fmt.Sprintf("ttl: %q is not a positive duration", v)}
+	}
+	return timestamppb.New(s.d.Now().Add(d)), nil
 }
 
 func limitParam(v string, def, max int) (int, []string) {

@@ -67,15 +67,5 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var (
-		h  *palisadev1.Host
-		ok bool
-	)
-	s.d.Store.FSM().Read(func(st *fsm.State) { h, ok = st.Host(id) })
-	if !ok {
-		writeError(w, http.StatusNotFound, "no host "+id)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.hostView(h))
+	s.writeHost(w, http.StatusOK, r.PathValue("id"))
 }

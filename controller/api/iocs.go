@@ -6,9 +6,6 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"time"
-
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/palisade-sec/palisade/controller/fsm"
 	"github.com/palisade-sec/palisade/internal/apiv1"
@@ -81,15 +78,8 @@ func (s *Server) addIOC(w http.ResponseWriter, r *http.Request) {
 	typ, value, problems := canonicalIOC(req.Type, req.Value)
 	problems = append(problems, checkText("source", req.Source, false)...)
 	problems = append(problems, checkText("comment", req.Comment, false)...)
-	var exp *timestamppb.Timestamp
-	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d <= 0 {
-			problems = append(problems, fmt.Sprintf("ttl: %q is not a positive duration", req.TTL))
-		} else {
-			exp = timestamppb.New(s.d.Now().Add(d))
-		}
-	}
+	exp, tp := s.ttlParam(req.TTL)
+	problems = append(problems, tp...)
 	if len(problems) > 0 {
 		writeError(w, http.StatusBadRequest, "invalid IOC", problems...)
 		return

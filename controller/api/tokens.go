@@ -1,9 +1,7 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
-	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -46,15 +44,8 @@ func (s *Server) createAPIToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		problems = append(problems, "role: want viewer, responder or admin")
 	}
-	var exp *timestamppb.Timestamp
-	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d <= 0 {
-			problems = append(problems, fmt.Sprintf("ttl: %q is not a positive duration", req.TTL))
-		} else {
-			exp = timestamppb.New(s.d.Now().Add(d))
-		}
-	}
+	exp, tp := s.ttlParam(req.TTL)
+	problems = append(problems, tp...)
 	if len(problems) > 0 {
 		writeError(w, http.StatusBadRequest, "invalid token request", problems...)
 		return
