@@ -7,11 +7,11 @@ package alertstore
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/palisade-sec/palisade/internal/natsutil"
 	"github.com/palisade-sec/palisade/internal/subjects"
@@ -85,16 +85,11 @@ func (s *Store) Find(keep func(*palisadev1.Alert) bool, limit int) []*palisadev1
 
 // Subscribe feeds the store from NATS until ctx ends.
 func (s *Store) Subscribe(ctx context.Context, nc *nats.Conn, known func(string) bool, log *slog.Logger) error {
-	return natsutil.SubscribeUntil(ctx, nc, subjects.Root+".host.*.alerts", func(m *nats.Msg) {
-		id, err := subjects.HostFromSubject(m.Subject)
-		if err != nil || !known(id) {
-			return
-		}
-		var b palisadev1.AlertBatch
-		if err := proto.Unmarshal(m.Data, &b); err != nil {
-			log.Warn("undecodable alert batch", "host", id, "err", err)
-			return
-		}
+	return natsutil.SubscribeHosts(ctx, nc, subjects.Root+".host.*.alerts", known, func(id string, b *palisadev1.AlertBatch) {
 		s.Add(id, b.GetAlerts())
+	}, func(id string, err error) {
+		if !errors.Is(err, natsutil.ErrUnknownHost) {
+			log.Warn("alert batch rejected", "host", id, "err", err)
+		}
 	})
 }

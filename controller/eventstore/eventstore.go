@@ -7,13 +7,13 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/palisade-sec/palisade/internal/natsutil"
 	"github.com/palisade-sec/palisade/internal/subjects"
@@ -143,18 +143,12 @@ func (s *Store) List(hostID string, kind Kind, limit int) []*palisadev1.Event {
 // Subscribe feeds the store from NATS until ctx ends; batches from hosts
 // that known rejects are dropped.
 func (s *Store) Subscribe(ctx context.Context, nc *nats.Conn, known func(string) bool, log *slog.Logger) error {
-	return natsutil.SubscribeUntil(ctx, nc, subjects.AllEvents, func(m *nats.Msg) {
-		id, err := subjects.HostFromSubject(m.Subject)
-		if err != nil || !known(id) {
-			s.rejected.Inc()
-			return
-		}
-		var b palisadev1.EventBatch
-		if err := proto.Unmarshal(m.Data, &b); err != nil {
-			s.rejected.Inc()
-			log.Warn("undecodable event batch", "host", id, "err", err)
-			return
-		}
+	return natsutil.SubscribeHosts(ctx, nc, subjects.AllEvents, known, func(id string, b *palisadev1.EventBatch) {
 		s.Add(id, b.GetEvents())
+	}, func(id string, err error) {
+		s.rejected.Inc()
+		if !errors.Is(err, natsutil.ErrUnknownHost) {
+			log.Warn("event batch rejected", "host", id, "err", err)
+		}
 	})
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/palisade-sec/palisade/internal/natsutil"
 	"github.com/palisade-sec/palisade/internal/subjects"
@@ -122,23 +121,15 @@ func (t *Tracker) Collectors() []prometheus.Collector {
 // whether a host id is enrolled; heartbeats from unknown hosts, and those
 // whose payload names another host than the subject, are dropped.
 func (t *Tracker) Subscribe(ctx context.Context, nc *nats.Conn, known func(hostID string) bool, log *slog.Logger) error {
-	return natsutil.SubscribeUntil(ctx, nc, subjects.AllHeartbeats, func(m *nats.Msg) {
-		id, err := subjects.HostFromSubject(m.Subject)
-		if err != nil {
-			t.rejected.Inc()
-			return
-		}
-		var hb palisadev1.Heartbeat
-		if err := proto.Unmarshal(m.Data, &hb); err != nil {
-			t.rejected.Inc()
-			log.Warn("undecodable heartbeat", "host", id, "err", err)
-			return
-		}
-		if hb.GetHostId() != id || !known(id) {
+	return natsutil.SubscribeHosts(ctx, nc, subjects.AllHeartbeats, known, func(id string, hb *palisadev1.Heartbeat) {
+		if hb.GetHostId() != id {
 			t.rejected.Inc()
 			log.Warn("heartbeat rejected", "subject_host", id, "payload_host", hb.GetHostId())
 			return
 		}
-		t.Observe(&hb)
+		t.Observe(hb)
+	}, func(id string, err error) {
+		t.rejected.Inc()
+		log.Warn("heartbeat rejected", "host", id, "err", err)
 	})
 }
