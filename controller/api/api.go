@@ -216,7 +216,7 @@ func (a *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "token expired")
 		return
 	case tok.GetRole() < min:
-		writeError(w, http.StatusForbidden, fmt.Sprintf("role %s may not do this (needs %s)", roleName(tok.GetRole()), roleName(min)))
+		writeError(w, http.StatusForbidden, fmt.Sprintf("role %s may not do this (needs %s)", RoleName(tok.GetRole()), RoleName(min)))
 		return
 	}
 	p := principal{TokenID: tok.GetId(), Name: tok.GetName(), Role: tok.GetRole()}
@@ -231,8 +231,8 @@ func (a *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.h(w, r.WithContext(ctx))
 }
 
-// RoleName is the API's name for a role.
-func roleName(r palisadev1.Role) string {
+// RoleName is the API's name for a role (the inverse of ParseRole).
+func RoleName(r palisadev1.Role) string {
 	switch r {
 	case palisadev1.Role_ROLE_VIEWER:
 		return "viewer"

@@ -19,18 +19,6 @@ import (
 	palisadev1 "github.com/palisade-sec/palisade/proto/palisade/v1"
 )
 
-func roleWord(r palisadev1.Role) string {
-	switch r {
-	case palisadev1.Role_ROLE_VIEWER:
-		return "viewer"
-	case palisadev1.Role_ROLE_RESPONDER:
-		return "responder"
-	case palisadev1.Role_ROLE_ADMIN:
-		return "admin"
-	}
-	return "none"
-}
-
 // Every registered route is in openapi.yaml with its role, and every
 // operation in openapi.yaml is registered.
 func TestOpenAPI_MatchesRoutes(t *testing.T) {
@@ -53,7 +41,7 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	}
 	registered := map[string]string{}
 	for _, r := range api.New(api.Deps{}).Routes() {
-		registered[r.Method+" "+r.Path] = roleWord(r.Role)
+		registered[r.Method+" "+r.Path] = api.RoleName(r.Role)
 	}
 	for k, role := range registered {
 		d, ok := documented[k]
@@ -151,7 +139,7 @@ func TestRoleMatrix_EveryRoute(t *testing.T) {
 				r := send(t, base, tokens[role], rt.Method, path, map[string]any{}, nil)
 				denied := r.status == http.StatusUnauthorized || r.status == http.StatusForbidden
 				if want := role < rt.Role; denied != want || (want && r.status != http.StatusForbidden) {
-					t.Errorf("%s: %d %s (route needs %s)", roleWord(role), r.status, bytes.TrimSpace(r.body), roleWord(rt.Role))
+					t.Errorf("%s: %d %s (route needs %s)", api.RoleName(role), r.status, bytes.TrimSpace(r.body), api.RoleName(rt.Role))
 				}
 			}
 		})

@@ -14,7 +14,7 @@ import (
 // ParseRole is the inverse of the API's role names.
 func ParseRole(s string) (palisadev1.Role, bool) {
 	for _, r := range []palisadev1.Role{palisadev1.Role_ROLE_VIEWER, palisadev1.Role_ROLE_RESPONDER, palisadev1.Role_ROLE_ADMIN} {
-		if roleName(r) == s {
+		if RoleName(r) == s {
 			return r, true
 		}
 	}

@@ -63,7 +63,7 @@ func incidentView(i *palisadev1.Incident) apiv1.Incident {
 
 func tokenView(t *palisadev1.APIToken) apiv1.APIToken {
 	return apiv1.APIToken{
-		ID: t.GetId(), Name: t.GetName(), Role: roleName(t.GetRole()), CreatedAt: timeOrNil(t.GetCreatedAt()),
+		ID: t.GetId(), Name: t.GetName(), Role: RoleName(t.GetRole()), CreatedAt: timeOrNil(t.GetCreatedAt()),
 		CreatedBy: t.GetCreatedBy(), ExpiresAt: timeOrNil(t.GetExpiresAt()), Revoked: t.GetRevoked(),
 		RevokedAt: timeOrNil(t.GetRevokedAt()), RevokedBy: t.GetRevokedBy(),
 	}
